@@ -1,0 +1,1 @@
+"""One module per file format; each defines ``FORMAT`` (see :mod:`glucotwin.data.formats`)."""
