@@ -1,0 +1,254 @@
+"""The ``glucotwin`` command line: thin views over the core (parse, call one function, render).
+
+Every command exits 0 on success and non-zero with a one-line reason on bad input. Output
+files are written atomically, so a failed command leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from glucotwin import DISCLAIMER, __version__
+from glucotwin.data.errors import DataError
+
+app = typer.Typer(
+    name="glucotwin",
+    help=f"GlucoTwin: a digital twin of glucose-insulin physiology. {DISCLAIMER}",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+FormatOption = Annotated[
+    str | None,
+    typer.Option("--format", "-f", help="Force an input format (see `glucotwin formats`)."),
+]
+TimezoneOption = Annotated[
+    str | None,
+    typer.Option(
+        "--timezone",
+        "--tz",
+        help="IANA time zone of the device clock (e.g. Europe/Berlin) for files that write "
+        "local time without a zone. Default: keep floating local time.",
+    ),
+]
+SubjectOption = Annotated[
+    str | None, typer.Option("--subject", "-s", help="Use only this subject's data.")
+]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print a one-line reason to stderr and return the exit to raise."""
+    errors.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _options(timezone: str | None, subject: str | None = None, mapping: list[str] | None = None):
+    from glucotwin.data.formats import ImportOptions
+
+    column_map = {}
+    for item in mapping or []:
+        source, sep, target = item.partition("=")
+        if not sep or not source or not target:
+            raise fail(f"--map expects SOURCE=TARGET, got {item!r}")
+        column_map[source] = target
+    if timezone is not None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise fail(f"unknown time zone {timezone!r} (use an IANA name such as UTC)") from None
+    return ImportOptions(timezone=timezone, subject=subject, column_map=column_map)
+
+
+def _load(files: list[Path], format: str | None, options):
+    from glucotwin.data.formats import read_files
+
+    try:
+        return read_files(files, format=format, options=options)
+    except DataError as exc:
+        raise fail(exc.describe()) from None
+
+
+def _one_subject(recording, subject: str | None):
+    subjects = recording.subjects
+    if subject is not None:
+        if subject not in subjects:
+            raise fail(f"subject {subject!r} not found (subjects: {', '.join(subjects)})")
+        return recording.for_subject(subject)
+    if len(subjects) > 1:
+        shown = ", ".join(subjects[:10]) + (" …" if len(subjects) > 10 else "")
+        raise fail(
+            f"the data hold {len(subjects)} subjects ({shown}): choose one with --subject"
+        )
+    return recording
+
+
+@app.command("import")
+def import_(
+    files: Annotated[list[Path], typer.Argument(help="Files to import (any known format).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output file: .parquet (canonical), .csv (generic CSV), .json (Nightscout) "
+            "or .fhir.json (FHIR R4 CGM bundle).",
+        ),
+    ],
+    format: FormatOption = None,
+    timezone: TimezoneOption = None,
+    subject: Annotated[
+        str | None, typer.Option("--subject", help="Subject id to assign to the imported rows.")
+    ] = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="Generic CSV: rename a column, SOURCE=TARGET (repeatable)."),
+    ] = None,
+) -> None:
+    """Import device exports into one canonical file (all-or-nothing)."""
+    recording = _load(files, format, _options(timezone, subject, mapping))
+    from glucotwin.data.export import write_any
+
+    try:
+        written = write_any(recording, out)
+    except DataError as exc:
+        raise fail(exc.describe()) from None
+    counts = recording.counts()
+    console.print(
+        f"Imported {len(files)} file(s), {len(recording.subjects)} subject(s): "
+        + ", ".join(f"{n:,} {name}" for name, n in counts.items())
+        + f" -> {written}"
+    )
+
+
+def _metrics_table(metrics: dict, title: str) -> Table:
+    from glucotwin.metrics import check_targets
+
+    table = Table(title=title)
+    table.add_column("Metric")
+    table.add_column("Value", justify="right")
+    table.add_column("Consensus target")
+    table.add_column("Met", justify="center")
+    targeted = set()
+    for label, key, value, target, met in check_targets(metrics):
+        targeted.add(key)
+        table.add_row(label, _fmt(value), target, "[green]yes[/]" if met else "[red]no[/]")
+    for key, value in metrics.items():
+        if key in targeted or isinstance(value, dict | list):
+            continue
+        table.add_row(key, _fmt(value), "", "")
+    return table
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+@app.command()
+def metrics(
+    file: Annotated[Path, typer.Argument(help="A CGM export or a GlucoTwin Parquet file.")],
+    format: FormatOption = None,
+    timezone: TimezoneOption = None,
+    subject: SubjectOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Consensus CGM metrics (Battelino 2019/2023): time in ranges, variability, risk."""
+    from glucotwin.metrics import compute_metrics
+
+    recording = _one_subject(_load([file], format, _options(timezone)), subject)
+    try:
+        result = compute_metrics(recording)
+    except (DataError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2, allow_nan=False) + "\n")
+        return
+    console.print(_metrics_table(result, title=f"CGM metrics — {file.name}"))
+    console.print(f"[dim]{DISCLAIMER}[/]")
+
+
+@app.command()
+def report(
+    file: Annotated[Path, typer.Argument(help="A CGM export or a GlucoTwin Parquet file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PDF file to write.")],
+    format: FormatOption = None,
+    timezone: TimezoneOption = None,
+    subject: SubjectOption = None,
+) -> None:
+    """Write an AGP-style PDF report (percentile ribbon, daily views, metrics vs targets)."""
+    from glucotwin.report import write_agp_report
+
+    recording = _one_subject(_load([file], format, _options(timezone)), subject)
+    try:
+        path = write_agp_report(recording, out, title=file.name)
+    except (DataError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"Wrote {path}")
+
+
+@app.command("formats")
+def list_formats() -> None:
+    """List the input formats GlucoTwin reads (auto-detected; --format forces one)."""
+    from glucotwin.data.formats import formats
+
+    table = Table(title="Input formats")
+    table.add_column("--format")
+    table.add_column("Description")
+    for name, fmt in formats().items():
+        table.add_row(name, fmt.description)
+    console.print(table)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo's outputs.")] = Path(
+        "demo-out"
+    ),
+) -> None:
+    """Run the main job on the packaged demo recording: import, metrics, AGP report."""
+    from glucotwin.data.export import write_any
+    from glucotwin.data.formats import ImportOptions, read_file
+    from glucotwin.demo_data import DEMO_RECORDING, DEMO_ATTRIBUTION
+    from glucotwin.metrics import compute_metrics
+    from glucotwin.report import write_agp_report
+
+    console.rule("GlucoTwin demo")
+    console.print(f"[dim]{DEMO_ATTRIBUTION}[/]")
+    recording = read_file(DEMO_RECORDING, options=ImportOptions())
+    out.mkdir(parents=True, exist_ok=True)
+    parquet = write_any(recording, out / "demo.parquet")
+    counts = recording.counts()
+    console.print(
+        f"Imported {DEMO_RECORDING.name}: "
+        + ", ".join(f"{n:,} {name}" for name, n in counts.items())
+        + f" -> {parquet}"
+    )
+    result = compute_metrics(recording)
+    console.print(_metrics_table(result, title="CGM metrics of the demo recording"))
+    pdf = write_agp_report(recording, out / "agp-report.pdf", title="Demo recording (AZT1D)")
+    console.print(f"AGP report: {pdf}")
+    console.print(f"[dim]{DISCLAIMER}[/]")
+
+
+@app.callback(invoke_without_command=True)
+def main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        console.print(f"glucotwin {__version__}")
+        raise typer.Exit()
