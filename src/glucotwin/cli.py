@@ -133,25 +133,25 @@ def import_(
 
 
 def _metrics_table(metrics: dict, title: str) -> Table:
-    from glucotwin.metrics import check_targets
+    from glucotwin.metrics import CONSENSUS_TARGETS, check_targets
 
     table = Table(title=title)
     table.add_column("Metric")
     table.add_column("Value", justify="right")
     table.add_column("Consensus target")
     table.add_column("Met", justify="center")
-    targeted = set()
-    for label, key, value, target, met in check_targets(metrics):
-        targeted.add(key)
+    for label, value, target, met in check_targets(metrics):
         table.add_row(label, _fmt(value), target, "[green]yes[/]" if met else "[red]no[/]")
     for key, value in metrics.items():
-        if key in targeted or isinstance(value, dict | list):
+        if key in CONSENSUS_TARGETS or isinstance(value, dict | list):
             continue
         table.add_row(key, _fmt(value), "", "")
     return table
 
 
 def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
     if isinstance(value, float):
         return f"{value:,.2f}"
     if isinstance(value, int):

@@ -109,7 +109,7 @@ def _summary_page(metrics: dict, profile: pd.DataFrame, recording: Recording, ti
         ("Glycaemia risk index (GRI)", f"{metrics['gri']:.1f}", "", ""),
         ("Readings", f"{metrics['readings']:,}", "", ""),
     ]
-    table_ax = fig.add_axes((0.06, 0.60, 0.52, 0.31))
+    table_ax = fig.add_axes((0.06, 0.58, 0.52, 0.30))
     table_ax.axis("off")
     table_ax.set_title("Glucose statistics and targets", loc="left", fontsize=11, weight="bold")
     table = table_ax.table(
@@ -130,7 +130,7 @@ def _summary_page(metrics: dict, profile: pd.DataFrame, recording: Recording, ti
             met = rows[row - 1][3]
             cell.set_text_props(color="#2e7d32" if met == "✓" else "#c62828", weight="bold")
 
-    _tir_bar(fig.add_axes((0.70, 0.60, 0.12, 0.30)), time_in_ranges(metrics))
+    _tir_bar(fig.add_axes((0.66, 0.60, 0.12, 0.28)), time_in_ranges(metrics))
 
     ax = fig.add_axes((0.08, 0.10, 0.86, 0.42))
     _agp_ribbon(ax, profile)
@@ -138,19 +138,31 @@ def _summary_page(metrics: dict, profile: pd.DataFrame, recording: Recording, ti
 
 
 def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
     if isinstance(value, float):
         return f"{value:.1f}"
     return str(value)
 
 
 def _tir_bar(ax, ranges: dict[str, float]) -> None:
+    """Stacked bar with its labels at evenly spaced heights (small ranges stay legible)."""
     bottom = 0.0
-    for label, value in ranges.items():
-        ax.bar(0, value, bottom=bottom, color=RANGE_COLOURS[label], width=0.6, edgecolor="white")
-        ax.text(0.45, bottom + value / 2, f"{label}  {value:.1f} %", va="center", fontsize=7)
+    total = max(sum(ranges.values()), 100.0)
+    for i, (label, value) in enumerate(ranges.items()):
+        ax.bar(0, value, bottom=bottom, color=RANGE_COLOURS[label], width=0.5, edgecolor="white")
+        label_y = total * (i + 0.5) / len(ranges)
+        ax.annotate(
+            f"{label}  {value:.1f} %",
+            xy=(0.25, bottom + value / 2),
+            xytext=(0.45, label_y),
+            va="center",
+            fontsize=7,
+            arrowprops={"arrowstyle": "-", "color": "#999", "lw": 0.6},
+        )
         bottom += value
-    ax.set_xlim(-0.4, 0.4)
-    ax.set_ylim(0, max(bottom, 100))
+    ax.set_xlim(-0.3, 0.4)
+    ax.set_ylim(0, total)
     ax.axis("off")
     ax.set_title("Time in ranges", fontsize=11, weight="bold", loc="left")
 
@@ -190,10 +202,11 @@ def _daily_page(cgm: pd.DataFrame, title: str):
         )
         mask = (days == day).to_numpy()
         hours = (wall[mask] - day).dt.total_seconds().to_numpy() / 3600
+        values = glucose[mask]
         ax.axhspan(70, 180, color="#e8f5e9", zorder=0)
-        ax.plot(hours, glucose[mask], color="#0d47a1", lw=0.9)
-        low = glucose[mask] < 70
-        ax.scatter(hours[low], glucose[mask][low], s=3, color="#c62828", zorder=3)
+        ax.plot(*_break_gaps(hours, values), color="#0d47a1", lw=0.9)
+        low = values < 70
+        ax.scatter(hours[low], values[low], s=3, color="#c62828", zorder=3)
         ax.set_xlim(0, 24)
         ax.set_ylim(40, 400)
         ax.set_xticks([0, 6, 12, 18, 24], [] if i // columns < rows - 1 else
@@ -202,3 +215,11 @@ def _daily_page(cgm: pd.DataFrame, title: str):
         ax.text(0.01, 0.9, pd.Timestamp(day).strftime("%a %d %b %Y"), transform=ax.transAxes,
                 fontsize=7, va="top")
     return fig
+
+
+def _break_gaps(hours: np.ndarray, values: np.ndarray, max_gap_h: float = 0.5):
+    """Insert NaN where readings are more than ``max_gap_h`` apart, so gaps are not bridged."""
+    if len(hours) < 2:
+        return hours, values
+    gaps = np.flatnonzero(np.diff(hours) > max_gap_h) + 1
+    return np.insert(hours, gaps, np.nan), np.insert(values.astype(float), gaps, np.nan)

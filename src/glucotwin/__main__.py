@@ -1,0 +1,5 @@
+"""``python -m glucotwin`` runs the CLI."""
+
+from glucotwin.cli import app
+
+app()
