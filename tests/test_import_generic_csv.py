@@ -52,7 +52,9 @@ def test_mmol_l_is_converted_and_naive_times_use_the_given_zone(tmp_path):
 
 def test_column_mapping_and_subject_column(tmp_path):
     path = write(tmp_path, "when,bg,who\n2024-07-01 12:00,101,p1\n2024-07-01 12:05,99,p2\n")
-    options = ImportOptions(column_map={"when": "timestamp", "bg": "glucose_mg_dl", "who": "subject"})
+    options = ImportOptions(
+        column_map={"when": "timestamp", "bg": "glucose_mg_dl", "who": "subject"}
+    )
     rec = read_file(path, format="csv", options=options)
     assert rec.subjects == ["p1", "p2"]
 
@@ -60,16 +62,31 @@ def test_column_mapping_and_subject_column(tmp_path):
 @pytest.mark.parametrize(
     ("text", "line", "field", "message"),
     [
-        ("timestamp,glucose_mg_dl\n2024-01-01 00:00,100\n2024-01-01 00:05,abc\n", 3,
-         "glucose_mg_dl", "not a number"),
-        ("timestamp,glucose_mg_dl\n2024-01-01 00:00,100\n2024-13-01 00:05,90\n", 3,
-         "timestamp", "cannot read"),
-        ("timestamp,glucose_mg_dl\n2024-01-01 00:00,100\n2024-01-01 00:05,-5\n", 3,
-         "glucose_mg_dl", "outside the possible range"),
-        ("timestamp,glucose_mg_dl\n2024-01-01T00:00Z,100\n2024-01-01 00:05,90\n", 3,
-         "timestamp", "mixed time zones"),
-        ("timestamp,glucose_mg_dl,insulin_u\n2024-01-01 00:00,100,500\n", 2, "units_u",
-         "outside"),
+        (
+            "timestamp,glucose_mg_dl\n2024-01-01 00:00,100\n2024-01-01 00:05,abc\n",
+            3,
+            "glucose_mg_dl",
+            "not a number",
+        ),
+        (
+            "timestamp,glucose_mg_dl\n2024-01-01 00:00,100\n2024-13-01 00:05,90\n",
+            3,
+            "timestamp",
+            "cannot read",
+        ),
+        (
+            "timestamp,glucose_mg_dl\n2024-01-01 00:00,100\n2024-01-01 00:05,-5\n",
+            3,
+            "glucose_mg_dl",
+            "outside the possible range",
+        ),
+        (
+            "timestamp,glucose_mg_dl\n2024-01-01T00:00Z,100\n2024-01-01 00:05,90\n",
+            3,
+            "timestamp",
+            "mixed time zones",
+        ),
+        ("timestamp,glucose_mg_dl,insulin_u\n2024-01-01 00:00,100,500\n", 2, "units_u", "outside"),
         ("timestamp,glucose_mg_dl\n,100\n", 2, "timestamp", "missing"),
     ],
 )
@@ -94,8 +111,11 @@ def test_unknown_units_and_missing_header(tmp_path):
         read_file(tmp_path / "missing.csv")
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-          HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(body=st.text(alphabet=st.sampled_from(list("0123456789-:T ,.\nZ+abcx")), max_size=200))
 def test_fuzzed_csv_never_crashes_with_anything_but_a_data_error(tmp_path, body):
     path = tmp_path / "fuzz.csv"

@@ -42,8 +42,11 @@ def test_build_fills_defaults_and_sorts_by_time_keeping_source_order_for_ties():
         (Stream.GLUCOSE, {"glucose_mg_dl": [120.0, 100.0], "source": ["cgm", "tea"]}, "source"),
         (Stream.INSULIN, {"event": ["bolus", "bolus"], "units_u": [1.0, 900.0]}, "units_u"),
         (Stream.INSULIN, {"event": ["bolus", "bolus"], "units_u": [1.0, None]}, "units_u"),
-        (Stream.INSULIN, {"event": ["basal", "basal"], "rate_u_per_h": [1.0, None]},
-         "rate_u_per_h"),
+        (
+            Stream.INSULIN,
+            {"event": ["basal", "basal"], "rate_u_per_h": [1.0, None]},
+            "rate_u_per_h",
+        ),
         (Stream.INSULIN, {"event": ["bolus", "pizza"], "units_u": [1.0, 1.0]}, "event"),
         (Stream.CARBS, {"carbs_g": [10.0, -1.0]}, "carbs_g"),
         (Stream.ACTIVITY, {"heart_rate_bpm": [80.0, 900.0]}, "heart_rate_bpm"),
@@ -106,9 +109,7 @@ def test_for_subject_and_concat():
         )
     )
     b = Recording.build(
-        glucose=pd.DataFrame(
-            {"time": utc("2023-12-31"), "glucose_mg_dl": [90.0], "subject": ["b"]}
-        )
+        glucose=pd.DataFrame({"time": utc("2023-12-31"), "glucose_mg_dl": [90.0], "subject": ["b"]})
     )
     both = Recording.concat([a, b])
     assert both.subjects == ["a", "b"]
@@ -116,9 +117,9 @@ def test_for_subject_and_concat():
     assert both.for_subject("b").glucose["glucose_mg_dl"].tolist() == [90.0]
 
 
-times = st.datetimes(
-    min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2090, 1, 1)
-).map(lambda t: pd.Timestamp(t, tz="UTC"))
+times = st.datetimes(min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2090, 1, 1)).map(
+    lambda t: pd.Timestamp(t, tz="UTC")
+)
 text = st.one_of(st.none(), st.text(min_size=0, max_size=12))
 offsets = st.one_of(st.none(), st.integers(-14 * 60, 14 * 60))
 

@@ -88,9 +88,7 @@ def _one_subject(recording, subject: str | None):
         return recording.for_subject(subject)
     if len(subjects) > 1:
         shown = ", ".join(subjects[:10]) + (" …" if len(subjects) > 10 else "")
-        raise fail(
-            f"the data hold {len(subjects)} subjects ({shown}): choose one with --subject"
-        )
+        raise fail(f"the data hold {len(subjects)} subjects ({shown}): choose one with --subject")
     return recording
 
 
@@ -223,7 +221,7 @@ def demo(
     """Run the main job on the packaged demo recording: import, metrics, AGP report."""
     from glucotwin.data.export import write_any
     from glucotwin.data.formats import ImportOptions, read_file
-    from glucotwin.demo_data import DEMO_RECORDING, DEMO_ATTRIBUTION
+    from glucotwin.demo_data import DEMO_ATTRIBUTION, DEMO_RECORDING
     from glucotwin.metrics import compute_metrics
     from glucotwin.report import write_agp_report
 

@@ -65,13 +65,7 @@ IMPORTER_MODULES = (
 def _load_formats() -> dict[str, Format]:
     formats: dict[str, Format] = {}
     for module_name in IMPORTER_MODULES:
-        qualified = f"glucotwin.data.importers.{module_name}"
-        try:
-            module = importlib.import_module(qualified)
-        except ModuleNotFoundError as exc:  # TEMPORARY during development: TODO remove
-            if exc.name == qualified:
-                continue
-            raise
+        module = importlib.import_module(f"glucotwin.data.importers.{module_name}")
         fmt: Format = module.FORMAT
         formats[fmt.name] = fmt
     return formats

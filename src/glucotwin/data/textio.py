@@ -59,7 +59,6 @@ def parse_wall_clock(
     """
     text = values.astype("string").str.strip()
     candidates = [formats] if isinstance(formats, str) else list(formats)
-    best: pd.Series | None = None
     best_bad = None
     for fmt in candidates:
         parsed = pd.to_datetime(text, format=fmt, errors="coerce")
@@ -67,7 +66,7 @@ def parse_wall_clock(
         if not bad.any():
             return parsed
         if best_bad is None or bad.sum() < best_bad.sum():
-            best, best_bad = parsed, bad
+            best_bad = bad
     assert best_bad is not None
     line = first_bad(best_bad, lines)
     example = text.to_numpy()[np.flatnonzero(best_bad)[0]]

@@ -11,15 +11,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_pdf import PdfPages
 
-from glucotwin import DISCLAIMER, __version__  # noqa: E402
-from glucotwin.data.errors import DataError  # noqa: E402
-from glucotwin.data.model import Recording, local_time  # noqa: E402
-from glucotwin.metrics import agp_profile, check_targets, compute_metrics  # noqa: E402
+from glucotwin import DISCLAIMER, __version__
+from glucotwin.data.errors import DataError
+from glucotwin.data.model import Recording, local_time
+from glucotwin.metrics import agp_profile, check_targets, compute_metrics
 
 A4_PORTRAIT_IN = (8.27, 11.69)
 DAYS_SHOWN = 14
@@ -170,10 +170,12 @@ def _tir_bar(ax, ranges: dict[str, float]) -> None:
 def _agp_ribbon(ax, profile: pd.DataFrame) -> None:
     hours = profile["minute_of_day"].to_numpy() / 60
     ax.axhspan(70, 180, color="#e8f5e9", zorder=0)
-    ax.fill_between(hours, profile["p5"], profile["p95"], color="#90caf9", alpha=0.5,
-                    label="5–95 %")
-    ax.fill_between(hours, profile["p25"], profile["p75"], color="#1e88e5", alpha=0.6,
-                    label="25–75 %")
+    ax.fill_between(
+        hours, profile["p5"], profile["p95"], color="#90caf9", alpha=0.5, label="5–95 %"
+    )
+    ax.fill_between(
+        hours, profile["p25"], profile["p75"], color="#1e88e5", alpha=0.6, label="25–75 %"
+    )
     ax.plot(hours, profile["p50"], color="#0d47a1", lw=2, label="median")
     for level, style in ((70, "-"), (180, "-"), (54, ":"), (250, ":")):
         ax.axhline(level, color="#2e7d32" if level in (70, 180) else "#999", lw=0.8, ls=style)
@@ -182,8 +184,12 @@ def _agp_ribbon(ax, profile: pd.DataFrame) -> None:
     upper = float(np.nanmax(profile["p95"].to_numpy())) if len(profile) else 350
     ax.set_ylim(0, max(350, upper + 20))
     ax.set_ylabel("Glucose (mg/dL)")
-    ax.set_title("Ambulatory glucose profile (all days overlaid by time of day)", loc="left",
-                 fontsize=11, weight="bold")
+    ax.set_title(
+        "Ambulatory glucose profile (all days overlaid by time of day)",
+        loc="left",
+        fontsize=11,
+        weight="bold",
+    )
     ax.legend(loc="upper right", fontsize=8, frameon=False)
     ax.grid(alpha=0.2)
 
@@ -197,9 +203,7 @@ def _daily_page(cgm: pd.DataFrame, title: str):
     glucose = cgm["glucose_mg_dl"].to_numpy()
     columns, rows = 2, 7
     for i, day in enumerate(shown):
-        ax = fig.add_axes(
-            (0.07 + (i % columns) * 0.46, 0.80 - (i // columns) * 0.115, 0.42, 0.09)
-        )
+        ax = fig.add_axes((0.07 + (i % columns) * 0.46, 0.80 - (i // columns) * 0.115, 0.42, 0.09))
         mask = (days == day).to_numpy()
         hours = (wall[mask] - day).dt.total_seconds().to_numpy() / 3600
         values = glucose[mask]
@@ -209,11 +213,18 @@ def _daily_page(cgm: pd.DataFrame, title: str):
         ax.scatter(hours[low], values[low], s=3, color="#c62828", zorder=3)
         ax.set_xlim(0, 24)
         ax.set_ylim(40, 400)
-        ax.set_xticks([0, 6, 12, 18, 24], [] if i // columns < rows - 1 else
-                      ["0", "6", "12", "18", "24 h"])
+        ax.set_xticks(
+            [0, 6, 12, 18, 24], [] if i // columns < rows - 1 else ["0", "6", "12", "18", "24 h"]
+        )
         ax.tick_params(labelsize=6)
-        ax.text(0.01, 0.9, pd.Timestamp(day).strftime("%a %d %b %Y"), transform=ax.transAxes,
-                fontsize=7, va="top")
+        ax.text(
+            0.01,
+            0.9,
+            pd.Timestamp(day).strftime("%a %d %b %Y"),
+            transform=ax.transAxes,
+            fontsize=7,
+            va="top",
+        )
     return fig
 
 

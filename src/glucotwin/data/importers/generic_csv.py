@@ -27,8 +27,15 @@ from glucotwin.data.formats import Format, ImportOptions
 from glucotwin.data.model import MG_DL_PER_MMOL_L, Recording, localize
 from glucotwin.data.textio import first_bad, parse_number, parse_wall_clock, read_text
 
-CANONICAL = ("timestamp", "glucose_mg_dl", "glucose_mmol_l", "insulin_u", "basal_u_per_h",
-             "carbs_g", "subject")
+CANONICAL = (
+    "timestamp",
+    "glucose_mg_dl",
+    "glucose_mmol_l",
+    "insulin_u",
+    "basal_u_per_h",
+    "carbs_g",
+    "subject",
+)
 OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
 
 
@@ -97,28 +104,36 @@ def _read(path: Path, options: ImportOptions) -> Recording:
         if target not in CANONICAL:
             raise DataError(f"cannot map to unknown column {target!r} (known: {CANONICAL})")
         if source not in frame.columns:
-            raise DataError(f"column {source!r} named in the mapping is not in the header",
-                            file=path, line=1, field=source)
+            raise DataError(
+                f"column {source!r} named in the mapping is not in the header",
+                file=path,
+                line=1,
+                field=source,
+            )
     frame = frame.rename(columns=mapping)
     frame.columns = [c.lower() for c in frame.columns]
     lines = np.arange(len(frame)) + 2
     blank = (frame == "").all(axis=1).to_numpy()
     frame, lines = frame[~blank].reset_index(drop=True), lines[~blank]
     if "timestamp" not in frame:
-        raise DataError("no 'timestamp' column in the header", file=path, line=1,
-                        field="timestamp")
+        raise DataError("no 'timestamp' column in the header", file=path, line=1, field="timestamp")
     units = [c for c in ("glucose_mg_dl", "glucose_mmol_l") if c in frame]
     if len(units) != 1:
-        raise DataError("the header needs exactly one of 'glucose_mg_dl' or 'glucose_mmol_l'",
-                        file=path, line=1, field="glucose_mg_dl")
+        raise DataError(
+            "the header needs exactly one of 'glucose_mg_dl' or 'glucose_mmol_l'",
+            file=path,
+            line=1,
+            field="glucose_mg_dl",
+        )
     if len(frame) == 0:
         raise DataError("no data rows", file=path, line=2)
 
     stamp = frame["timestamp"].str.strip()
     missing = (stamp == "").to_numpy()
     if missing.any():
-        raise DataError("timestamp is missing", file=path, line=first_bad(missing, lines),
-                        field="timestamp")
+        raise DataError(
+            "timestamp is missing", file=path, line=first_bad(missing, lines), field="timestamp"
+        )
     time, offset = parse_iso_times(stamp, lines, options.timezone, path)
 
     def number(name: str) -> pd.Series:
@@ -159,8 +174,11 @@ def _read(path: Path, options: ImportOptions) -> Recording:
         glucose=base[has_glucose].assign(glucose_mg_dl=glucose[has_glucose]),
         insulin=insulin,
         carbs=base[carbs.notna().to_numpy()].assign(carbs_g=carbs[carbs.notna()]),
-        meta={"format": "csv", "glucose_unit": units[0].removeprefix("glucose_"),
-              "timezone": options.timezone},
+        meta={
+            "format": "csv",
+            "glucose_unit": units[0].removeprefix("glucose_"),
+            "timezone": options.timezone,
+        },
         file=path.name,
     )
 
