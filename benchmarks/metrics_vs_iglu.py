@@ -25,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -376,32 +377,38 @@ def glucotwin_side(sources: list[Source], csv_path: Path):
 
 def compare(ours: dict, theirs: dict, comparison: Comparison) -> tuple[int, float, int, str]:
     """(subject-files compared, max |difference|, within tolerance, worst subject-file)."""
-    n = within = 0
-    worst, worst_key = 0.0, ""
+    diffs = differences(ours, theirs, comparison)
+    if not diffs:
+        return 0, 0.0, 0, ""
+    worst_key = max(diffs, key=diffs.__getitem__)
+    within = sum(d <= comparison.tolerance + 1e-9 for d in diffs.values())
+    return len(diffs), diffs[worst_key], within, worst_key if diffs[worst_key] > 0 else ""
+
+
+def differences(ours: dict, theirs: dict, comparison: Comparison) -> dict[str, float]:
+    """|GlucoTwin − iglu| per subject-file where both computed the metric."""
+    diffs = {}
     for key, metrics in ours.items():
         a, b = metrics.get(comparison.ours), theirs.get(key, {}).get(comparison.theirs)
-        if a is None or b is None:
-            continue
-        n += 1
-        diff = abs(float(a) - float(b))
-        within += diff <= comparison.tolerance + 1e-9
-        if diff > worst:
-            worst, worst_key = diff, key
-    return n, worst, within, worst_key
+        if a is not None and b is not None:
+            diffs[key] = abs(float(a) - float(b))
+    return diffs
 
 
 def format_table(ours: dict, theirs: dict, labels: dict[str, Source]) -> str:
     """The per-metric agreement table (Markdown)."""
     lines = [
-        "| metric | compared | max abs diff | within tol | tolerance | definition | worst |",
-        "|---|---:|---:|---:|---:|---|---|",
+        "| metric | compared | max abs diff | median abs diff | within tol | tolerance "
+        "| definition | worst |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for c in COMPARISONS:
         n, worst, within, key = compare(ours, theirs, c)
+        median = statistics.median(differences(ours, theirs, c).values()) if n else 0.0
         where = f"{labels[key].dataset}: {labels[key].label}" if key else ""
         lines.append(
-            f"| {c.name} | {n} | {worst:.4g} | {within}/{n} | {c.tolerance:g} | {c.note} "
-            f"| {where} |"
+            f"| {c.name} | {n} | {worst:.3g} | {median:.3g} | {within}/{n} | {c.tolerance:g} "
+            f"| {c.note} | {where} |"
         )
     return "\n".join(lines)
 
@@ -433,6 +440,7 @@ def run(sources: list[Source], log: Callable[[str], None] = print) -> tuple[dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="AZT1D 1-4, ReplayBG, synthetic")
+    parser.add_argument("--json", type=Path, help="also write every value compared to this file")
     parser.add_argument("--peer", nargs=2, metavar=("CSV", "JSON"), help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument(
@@ -463,6 +471,13 @@ def main() -> None:
         print("device-format files compared: " + ", ".join(devices))
     print(format_table(ours, theirs, labels))
     print(f"({elapsed:.0f} s)")
+    if args.json:
+        records = {
+            key: {"dataset": labels[key].dataset, "record": labels[key].label,
+                  "glucotwin": ours[key], "iglu": theirs.get(key, {})}
+            for key in ours
+        }  # fmt: skip
+        args.json.write_text(json.dumps(records, indent=1))
 
 
 if __name__ == "__main__":

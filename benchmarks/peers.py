@@ -13,7 +13,7 @@ parallel test workers do not install twice. Needs network access to PyPI the fir
 
 ``run_peer(script, packages=...)`` runs a Python script in that environment (``TZ=UTC``, so
 a peer that localises naive times to "the local zone" gets the same answer everywhere) and
-returns its standard output.
+returns its standard output. POSIX only (the lock uses ``fcntl``).
 """
 
 from __future__ import annotations
@@ -36,9 +36,7 @@ class PeerError(RuntimeError):
 
 
 def venv_python(venv: Path) -> Path:
-    """Path of the interpreter inside a virtual environment."""
-    if os.name == "nt":
-        return venv / "Scripts" / "python.exe"
+    """Path of the interpreter inside a virtual environment (POSIX layout)."""
     return venv / "bin" / "python"
 
 

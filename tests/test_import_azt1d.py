@@ -242,6 +242,15 @@ def test_truncated_copy_of_a_real_file_fails_at_its_last_line(tmp_path):
     assert info.value.field == "EventDateTime"
 
 
+def test_a_real_file_without_its_final_newline_imports_the_same(tmp_path):
+    text = subject_file(3).read_text()
+    path = tmp_path / "Subject 3.csv"
+    path.write_text(text.rstrip("\n"))
+    whole, unterminated = read_file(subject_file(3)), read_file(path)
+    assert unterminated.counts() == whole.counts()
+    assert unterminated.glucose["glucose_mg_dl"].iloc[-1] == whole.glucose["glucose_mg_dl"].iloc[-1]
+
+
 def test_header_problems_are_reported_on_line_1(tmp_path):
     path = tmp_path / "Subject 3.csv"
     path.write_text(HEADER.replace(",CarbSize", "") + "2024-01-01 00:00:00,,,,,,,100\n")

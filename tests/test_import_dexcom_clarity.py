@@ -17,6 +17,7 @@ FOLDER = ("formats", "dexcom_clarity_csv")
 G6 = "glucosedao_g6_android_2019-10.csv"
 G7 = "glucotrack_g7_ios_2025-11.csv"
 BIGIDEAS = "bigideas_physionet_dexcom_001.csv"
+TRANSMITTER_TIME = "Transmitter Time (Long Integer)"
 
 
 def sample(name: str):
@@ -209,6 +210,24 @@ def test_truncated_file_is_rejected(tmp_path):
     assert info.value.line == raw[: len(raw) // 2].count(b"\n") + 1
 
 
+def test_missing_final_newline_is_fine_but_a_short_last_row_is_truncated(tmp_path):
+    whole = read_file(sample(G7))
+    lines = _g7_lines()
+    unterminated = read_file(_write(tmp_path, lines, end=""), format="dexcom_clarity")
+    assert unterminated.counts() == whole.counts()
+    assert unterminated.glucose["glucose_mg_dl"].iloc[-1] == whole.glucose["glucose_mg_dl"].iloc[-1]
+    # an Insulin row has 13 fields (no Transmitter ID): complete without a newline too
+    insulin = next(line for line in lines if '"Insulin"' in line)
+    assert len(insulin.split('","')) == 13
+    rec = read_file(_write(tmp_path, [*lines, insulin], end=""), format="dexcom_clarity")
+    assert len(rec.insulin) == len(whole.insulin) + 1
+    # an EGV row without its Transmitter ID was cut short
+    cut = lines[-1][: lines[-1].rindex(",")]
+    with pytest.raises(DataError, match=r"truncated.*13 of 14 fields") as info:
+        read_file(_write(tmp_path, [*lines[:-1], cut], end=""), format="dexcom_clarity")
+    assert (info.value.line, info.value.field) == (len(lines), TRANSMITTER_TIME)
+
+
 def test_extra_field_and_spring_forward_gap(tmp_path):
     lines = _g7_lines()
     lines[20] += ',"x"'
@@ -238,7 +257,7 @@ def test_other_formats_are_not_claimed(tmp_path):
 @given(
     line=st.integers(min_value=0, max_value=40),
     field=st.integers(min_value=0, max_value=13),
-    value=st.text(alphabet=st.characters(blacklist_characters='\n\r"'), max_size=12),
+    value=st.text(alphabet=st.characters(codec="utf-8", blacklist_characters='\n\r"'), max_size=12),
 )
 def test_fuzzed_cells_give_a_recording_or_a_data_error(tmp_path, line, field, value):
     lines = _g7_lines()[:41]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
+import hashlib
 import json
 
 import pandas as pd
@@ -38,6 +40,18 @@ SAMPLES = (
     "Patient-patientExample.json",
 )
 IG_PERIOD = {"start": "2024-05-01", "end": "2024-05-31"}
+PDF_REPORT = "DiagnosticReport-cgmSummaryPDFExample.json"
+PANEL_MEMBERS = [
+    f"Observation/cgmSummary{name}Example"
+    for name in (
+        "MeanGlucoseMassPerVolume",
+        "TimesInRanges",
+        "GMI",
+        "CoefficientOfVariation",
+        "DaysOfWear",
+        "SensorActivePercentage",
+    )
+]
 
 
 def sample(name: str):
@@ -129,11 +143,15 @@ def test_transaction_bundle_reading_and_summary():
         "id": "cgmDataSubmissionBundle",
         "timestamp": "2024-05-02T14:30:00Z",
     }
-    assert rec.meta["fhir_skipped"] == {"DiagnosticReport 107931-8": 1}
+    assert "fhir_skipped" not in rec.meta  # the PDF report is described in fhir_reports
+    [report] = rec.meta["fhir_reports"]
+    assert report["id"] == "cgmSummaryPDFExample"
+    assert report["results"] == ["Observation/cgmSummaryExample"]
     [summary] = rec.meta["fhir_summary"]
     assert summary["subject"] == "patientExample"
     assert summary["period"] == IG_PERIOD
     assert summary["panel"] is True
+    assert summary["members"] == PANEL_MEMBERS
     assert "missing_members" not in summary
     values = {code: (v["name"], v["value"], v["unit"]) for code, v in summary["values"].items()}
     assert values == {
@@ -219,15 +237,79 @@ def test_patient_only_file_gives_the_subject_from_the_identifier_and_never_the_n
     assert "Peters" not in text and "Amy" not in text and "1964" not in text
 
 
-def test_pdf_report_alone_is_rejected_as_holding_nothing_to_import():
-    with pytest.raises(DataError, match=r"nothing to import.*DiagnosticReport 107931-8.*PDF"):
-        read_file(sample("DiagnosticReport-cgmSummaryPDFExample.json"))
+def test_pdf_report_alone_imports_as_a_described_document_without_its_base64():
+    rec = read_file(sample(PDF_REPORT))
+    assert rec.counts() == {"glucose": 0, "insulin": 0, "carbs": 0, "activity": 0}
+    pdf = base64.b64decode(load(PDF_REPORT)["presentedForm"][0]["data"])
+    assert pdf.startswith(b"%PDF-1.0") and len(pdf) == 471
+    assert rec.meta["fhir_reports"] == [
+        {
+            "id": "cgmSummaryPDFExample",
+            "code": "107931-8",
+            "status": "final",
+            "subject": "patientExample",
+            "period": {"start": "2024-05-01", "end": "2024-05-14"},
+            "issued": "2024-05-15T14:30:00Z",
+            "results": ["Observation/cgmSummaryExample"],
+            "presented_form": [
+                {
+                    "content_type": "application/pdf",
+                    "size_bytes": 471,
+                    "sha256": hashlib.sha256(pdf).hexdigest(),
+                }
+            ],
+        }
+    ]
+    assert "JVBERi0" not in json.dumps(rec.meta)  # the base64 PDF itself is not copied
 
 
-def test_summary_panel_without_its_members_is_rejected_naming_them():
-    with pytest.raises(DataError, match=r"lists 6 member\(s\) that are not in this file") as err:
-        read_file(sample("Observation-cgmSummaryExample.json"))
-    assert "Observation/cgmSummaryMeanGlucoseMassPerVolumeExample" in str(err.value)
+def test_summary_panel_alone_imports_its_period_and_member_references():
+    rec = read_file(sample("Observation-cgmSummaryExample.json"))
+    assert rec.counts()["glucose"] == 0
+    [summary] = rec.meta["fhir_summary"]
+    assert summary == {
+        "subject": "patientExample",
+        "period": IG_PERIOD,
+        "panel": True,
+        "values": {},
+        "members": PANEL_MEMBERS,
+        "missing_members": PANEL_MEMBERS,
+    }
+
+
+def test_reports_with_bad_attachments_or_other_codes(tmp_path):
+    doc = load(PDF_REPORT)
+    doc["presentedForm"][0]["data"] = "!!!!"  # passes the model's pattern, but is no base64
+    with pytest.raises(DataError, match="not base64") as err:
+        read_file(write(tmp_path, bundle(doc)))
+    assert (err.value.line, err.value.field) == (0, "presentedForm[0].data")
+    doc = load(PDF_REPORT)
+    doc["code"]["coding"][0]["code"] = "11502-2"  # a laboratory report
+    with pytest.raises(DataError, match=r"nothing to import.*DiagnosticReport 11502-2"):
+        read_file(write(tmp_path, doc))
+    doc = load(PDF_REPORT)
+    doc["presentedForm"] = [{"contentType": "application/pdf", "url": "https://x/r.pdf"}]
+    [report] = read_file(write(tmp_path, doc)).meta["fhir_reports"]
+    assert report["presented_form"] == [
+        {"content_type": "application/pdf", "url": "https://x/r.pdf"}
+    ]
+
+
+def test_fhir_shorthand_source_says_to_compile_it_with_sushi(tmp_path):
+    fsh = shared_path("formats", "fhir_cgm", "hl7-cgm_examples.fsh")
+    for attempt in (
+        lambda: detect_format(fsh),
+        lambda: read_file(fsh),
+        lambda: read_file(fsh, "fhir"),
+    ):
+        with pytest.raises(DataError, match=r"FHIR Shorthand.*compile it with SUSHI"):
+            attempt()
+    renamed = write(tmp_path, "Instance: x\nInstanceOf: Patient\n* gender = #female\n", "x.txt")
+    with pytest.raises(DataError, match="FHIR Shorthand"):
+        read_file(renamed)
+    notes = write(tmp_path, "Title: my notes\nDescription: nothing\n", "notes.txt")
+    with pytest.raises(DataError, match="format not recognised"):
+        read_file(notes)
 
 
 def test_patient_and_device_in_a_bundle_give_subject_and_device(tmp_path):

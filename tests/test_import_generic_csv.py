@@ -98,6 +98,21 @@ def test_bad_input_names_file_line_and_field(tmp_path, text, line, field, messag
     assert (info.value.line, info.value.field) == (line, field)
 
 
+def test_final_newline_is_optional_but_a_ragged_last_row_is_truncated(tmp_path):
+    body = "timestamp,glucose_mg_dl,carbs_g\n2024-01-01 00:00,100,\n2024-01-01 00:05,105,20"
+    rec = read_file(write(tmp_path, body), format="csv")
+    assert rec.glucose["glucose_mg_dl"].tolist() == [100.0, 105.0]
+    assert rec.carbs["source_line"].tolist() == [3]
+    for cut, found, field in (
+        ("2024-01-01 00:05,10", "2 of 3 fields", "glucose_mg_dl"),
+        ('2024-01-01 00:05,"10', "an unclosed quote", None),
+    ):
+        text = "timestamp,glucose_mg_dl,carbs_g\n2024-01-01 00:00,100,\n" + cut
+        with pytest.raises(DataError, match=f"truncated.*{found}") as info:
+            read_file(write(tmp_path, text), format="csv")
+        assert (info.value.line, info.value.field) == (3, field)
+
+
 def test_unknown_units_and_missing_header(tmp_path):
     with pytest.raises(DataError, match="glucose_mg_dl"):
         read_file(write(tmp_path, "timestamp,glucose_mg_per_l\n2024-01-01,1\n"), format="csv")

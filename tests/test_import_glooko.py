@@ -188,6 +188,17 @@ def test_bad_values_name_member_line_and_field(tmp_path, header, rows, line, fie
     assert (info.value.line, info.value.field) == (line, field)
 
 
+def test_member_without_final_newline_imports_but_a_ragged_last_row_is_truncated(tmp_path):
+    header = "Timestamp,CGM Glucose Value (mg/dl),Serial Number"
+    rec = read_file(_cgm_zip(tmp_path, header, "2026-01-01 10:00,100,SN1\n2026-01-01 10:05,90,SN1"))
+    assert rec.glucose["glucose_mg_dl"].tolist() == [100.0, 90.0]
+    path = _cgm_zip(tmp_path, header, "2026-01-01 10:00,100,SN1\n2026-01-01 10:05,90")
+    with pytest.raises(DataError, match="truncated") as info:
+        read_file(path, format="glooko")
+    assert info.value.file.endswith("export.zip/cgm_data_1.csv")
+    assert (info.value.line, info.value.field) == (4, "CGM Glucose Value (mg/dl)")
+
+
 def test_unknown_basal_type_and_damaged_zip(tmp_path):
     path = make_zip(
         tmp_path,
@@ -222,7 +233,9 @@ def test_other_zips_are_not_claimed(tmp_path):
     stream=st.sampled_from(["cgm", "bolus", "basal"]),
     line=st.integers(min_value=2, max_value=6),
     field=st.integers(min_value=0, max_value=4),
-    value=st.text(alphabet=st.characters(blacklist_characters='\n\r\t"'), max_size=12),
+    value=st.text(
+        alphabet=st.characters(codec="utf-8", blacklist_characters='\n\r\t"'), max_size=12
+    ),
 )
 def test_fuzzed_cells_give_a_recording_or_a_data_error(tmp_path, stream, line, field, value):
     with zipfile.ZipFile(demo()) as archive:

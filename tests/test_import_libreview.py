@@ -191,6 +191,16 @@ def test_bad_header_and_truncation(tmp_path):
     assert info.value.line == 3617
 
 
+def test_missing_final_newline_is_fine(tmp_path):
+    raw = sample(US).read_bytes()
+    assert raw.endswith(b"\r\n")
+    path = tmp_path / "libre.csv"
+    path.write_bytes(raw.rstrip(b"\r\n"))
+    whole, unterminated = read_file(sample(US)), read_file(path, format="libreview")
+    assert unterminated.counts() == whole.counts()
+    assert unterminated.glucose["source_line"].max() == whole.glucose["source_line"].max()
+
+
 def test_not_claimed_by_other_sniffers_and_does_not_claim_dexcom():
     dexcom = shared_path("formats", "dexcom_clarity_csv", "glucotrack_g7_ios_2025-11.csv")
     assert detect_format(dexcom).name == "dexcom_clarity"
@@ -202,7 +212,9 @@ def test_not_claimed_by_other_sniffers_and_does_not_claim_dexcom():
 @given(
     line=st.integers(min_value=2, max_value=30),
     field=st.integers(min_value=0, max_value=18),
-    value=st.text(alphabet=st.characters(blacklist_characters='\n\r",'), max_size=12),
+    value=st.text(
+        alphabet=st.characters(codec="utf-8", blacklist_characters='\n\r",'), max_size=12
+    ),
 )
 def test_fuzzed_cells_give_a_recording_or_a_data_error(tmp_path, line, field, value):
     lines = sample(UK).read_text().splitlines()[:31]

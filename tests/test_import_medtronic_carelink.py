@@ -285,6 +285,16 @@ def test_bad_header_time_and_truncation(tmp_path):
     with pytest.raises(DataError, match="truncated") as info:
         read_file(cut, format="medtronic_carelink")
     assert info.value.line == raw[:300_000].count(b"\n") + 1
+    # the same file without its final newline(s) is complete: the last row has every field
+    cut.write_bytes(raw.rstrip(b"\r\n"))
+    assert read_file(cut, format="medtronic_carelink").counts() == read_file(sample(EU)).counts()
+    cut.write_bytes(raw.rstrip(b"\r\n;"))  # the last row's empty trailing fields are gone
+    with pytest.raises(DataError, match="truncated") as info:
+        read_file(cut, format="medtronic_carelink")
+    assert (info.value.line, info.value.field) == (
+        raw.rstrip(b"\r\n").count(b"\n") + 1,
+        "Event Marker",
+    )
     with pytest.raises(DataError, match="table header"):
         read_file(
             _write(tmp_path, "Last Name;First Name\nnothing;here\n"), format="medtronic_carelink"
@@ -297,7 +307,9 @@ def test_bad_header_time_and_truncation(tmp_path):
 @given(
     line=st.integers(min_value=7, max_value=60),
     field=st.integers(min_value=0, max_value=53),
-    value=st.text(alphabet=st.characters(blacklist_characters='\n\r";'), max_size=12),
+    value=st.text(
+        alphabet=st.characters(codec="utf-8", blacklist_characters='\n\r";'), max_size=12
+    ),
 )
 def test_fuzzed_cells_give_a_recording_or_a_data_error(tmp_path, line, field, value):
     lines = sample(EU).read_text(encoding="utf-8").splitlines()[:61]

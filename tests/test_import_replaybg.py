@@ -89,7 +89,7 @@ def test_rates_per_minute_become_amounts_and_hourly_rates(two_days):
     assert (basal["delivery"] == "scheduled").all()
 
 
-def test_patient_info_is_attached_and_not_imported_alone(two_days):
+def test_patient_info_is_attached_and_imports_alone_as_metadata(two_days):
     info = read_file(example("data_day_2.csv")).meta["patient_info"]
     assert info == {
         "patient": "1",
@@ -97,9 +97,27 @@ def test_patient_info_is_attached_and_not_imported_alone(two_days):
         "body_weight_kg": 100.0,
     }
     patient_info = shared_path(FOLDER, "patient_info.csv")
+    assert not patient_info.read_bytes().endswith(b"\n")  # the release has no final newline
     assert detect_format(patient_info).name == "replaybg"
-    with pytest.raises(DataError, match="not a time series"):
-        read_file(patient_info)
+    alone = read_file(patient_info)
+    assert alone.counts() == {"glucose": 0, "insulin": 0, "carbs": 0, "activity": 0}
+    assert alone.meta["patient_info"] == info
+    assert alone.meta["subject"] == "replaybg-1" == two_days.subjects[0]
+
+
+def test_bad_patient_info_is_rejected(tmp_path):
+    path = tmp_path / "patient_info.csv"
+    path.write_text("patient,u2ss,bw\n1,0.24,heavy\n")
+    with pytest.raises(DataError, match="not a number") as info:
+        read_file(path)
+    assert (info.value.line, info.value.field) == (2, "bw")
+    path.write_text("patient,u2ss,bw\n1,0.24")
+    with pytest.raises(DataError, match="truncated") as info:
+        read_file(path)
+    assert (info.value.line, info.value.field) == (2, "u2ss")
+    path.write_text("patient,u2ss,bw\n1,0.24,100\n2,0.3,80\n")
+    with pytest.raises(DataError, match="exactly one patient row"):
+        read_file(path)
 
 
 def test_extended_file_repeats_the_two_days(two_days):
@@ -190,9 +208,18 @@ def test_bad_headers_and_too_short_files(tmp_path):
     with pytest.raises(DataError, match="at least two samples"):
         read_file(write(tmp_path, GOOD.splitlines()[0] + "\n"), format="replaybg")
     truncated = write(tmp_path, GOOD + "01-Jan-2024 00:1")
-    with pytest.raises(DataError, match="cannot read") as info:
+    with pytest.raises(DataError, match="truncated") as info:
         read_file(truncated)
-    assert info.value.line == 4
+    assert (info.value.line, info.value.field) == (4, "t")
+
+
+def test_a_complete_last_row_needs_no_final_newline(tmp_path):
+    rec = read_file(write(tmp_path, GOOD + "01-Jan-2024 00:10:00,102,0,0,0.02,,"))
+    assert rec.cgm()["glucose_mg_dl"].tolist() == [100.0, 101.0, 102.0]
+    assert rec.cgm()["source_line"].tolist() == [2, 3, 4]
+    with pytest.raises(DataError, match="cannot read") as info:
+        read_file(write(tmp_path, GOOD + "01-Jan-2024 00:1,102,0,0,0.02,,"))
+    assert (info.value.line, info.value.field) == (4, "t")
 
 
 def test_exercise_nan_and_smbg_in_a_small_earlier_release_file(tmp_path):

@@ -219,11 +219,52 @@ def test_clinical_summary_row_is_attached(variants):
     assert variants["Shanghai_T2DM/2001_0_20201102.xlsx"].meta["clinical"]["sex"] == "female"
 
 
-def test_summary_workbook_is_recognised_but_not_a_time_series():
+def test_summary_workbooks_import_as_clinical_rows_by_subject_and_period():
+    t1 = read_file(shared_path("shanghai", "Shanghai_T1DM_Summary.xlsx"))
+    assert t1.counts() == {"glucose": 0, "insulin": 0, "carbs": 0, "activity": 0}
+    clinical = t1.meta["clinical"]
+    assert len(clinical) == 12  # the README: 12 people, 16 periods
+    assert sum(len(periods) for periods in clinical.values()) == 16
+    assert sorted(clinical["shanghai-1002"]) == ["0", "1", "2"]
+    first = clinical["shanghai-1001"]["0"]
+    assert (first["record_id"], first["period_start"], first["row"]) == (
+        "1001_0_20210730",
+        "2021-07-30",
+        2,
+    )
+    assert (first["sex"], first["age_years"], first["weight_kg"]) == ("female", 66, 60)
+    assert first["hba1c_mmol_mol"] == pytest.approx(115.311)
+    assert first["fasting_insulin_pmol_l"] is None  # written "/"
+    later = clinical["shanghai-1002"]["1"]
+    assert (later["weight_kg"], later["hba1c_mmol_mol"]) == (67, pytest.approx(69.405))
+    assert t1.meta["sheet"] == "T1DM"
+
     summary = shared_path("shanghai", "Shanghai_T2DM_Summary.xlsx")
     assert detect_format(summary).name == "shanghai"
-    with pytest.raises(DataError, match="clinical summary workbook"):
-        read_file(summary)
+    t2 = read_file(summary).meta["clinical"]
+    assert len(t2) == 100 and sum(len(periods) for periods in t2.values()) == 109
+    # the same row as the period workbook gets in meta["clinical"]
+    attached = read_file(period("Shanghai_T2DM/2001_0_20201102.xlsx")).meta["clinical"]
+    row = t2["shanghai-2001"]["0"]
+    assert {k: row[k] for k in attached} == attached
+    assert isinstance(row["bmi_kg_m2"], float) and isinstance(row["age_years"], int)
+
+
+def test_bad_summary_rows_are_rejected(tmp_path):
+    header = ["Patient Number", "Age (years)", "Type of Diabetes"]
+    rows = [["1001_0_20210730", 66, "T1DM"], ["patient 7", 50, "T1DM"]]
+    path = workbook(tmp_path, rows, header=header, name="Shanghai_T1DM_Summary.xlsx")
+    with pytest.raises(DataError, match="not a record id") as info:
+        read_file(path)
+    assert (info.value.line, info.value.field) == (3, "Patient Number")
+    rows[1][0] = "1001_0_20210801"
+    path = workbook(tmp_path, rows, header=header, name="Shanghai_T1DM_Summary.xlsx")
+    with pytest.raises(DataError, match="appears twice") as info:
+        read_file(path)
+    assert info.value.line == 3
+    path = workbook(tmp_path, [], header=header, name="Shanghai_T1DM_Summary.xlsx")
+    with pytest.raises(DataError, match="no rows"):
+        read_file(path)
 
 
 def test_options_override_zone_and_subject():

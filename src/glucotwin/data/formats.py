@@ -3,7 +3,9 @@
 An importer is a module in :mod:`glucotwin.data.importers` that defines ``FORMAT``, a
 :class:`Format` with a ``sniff`` (does this file look like mine? given the path and its first
 64 KiB) and a ``read`` (path, :class:`ImportOptions`) -> :class:`Recording`. Detection asks
-the formats in registry order (most specific first, the generic CSV last).
+the formats in registry order (most specific first, the generic CSV last). A format may also
+``diagnose`` a file that no format claims but that belongs to its world (e.g. FHIR Shorthand
+source next to FHIR JSON): its message replaces "format not recognised".
 """
 
 from __future__ import annotations
@@ -37,11 +39,15 @@ class ImportOptions:
 
 @dataclass(frozen=True)
 class Format:
+    """One importable format; ``diagnose(path, head)`` says what an unclaimed file is and
+    what to do with it (None when the file is nothing to this format)."""
+
     name: str
     description: str
     sniff: Callable[[Path, bytes], bool]
     read: Callable[[Path, ImportOptions], Recording]
     extensions: Sequence[str] = ()
+    diagnose: Callable[[Path, bytes], str | None] | None = None
 
 
 # Most specific first; the generic CSV accepts any CSV with the right header, so it is last.
@@ -92,6 +98,10 @@ def detect_format(path: str | Path) -> Format:
                 return fmt
         except Exception:  # a sniffer must never stop detection; the next one may fit
             continue
+    for fmt in formats().values():
+        reason = fmt.diagnose(path, head) if fmt.diagnose is not None else None
+        if reason:
+            raise UnknownFormatError(f"{reason} (format {fmt.name})", file=path)
     names = ", ".join(formats())
     raise UnknownFormatError(
         f"format not recognised (known formats: {names}; use --format to force one)", file=path

@@ -64,6 +64,7 @@ CONSENSUS_EVENTS = (
 
 
 def _slots(minutes: float, interval_min: float, strictly_longer: bool) -> int:
+    """Grid slots that make at least (or, strictly, more than) ``minutes``."""
     if strictly_longer:
         return int(np.floor(minutes / interval_min)) + 1
     return max(1, int(np.ceil(minutes / interval_min - 1e-9)))

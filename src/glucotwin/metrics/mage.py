@@ -40,7 +40,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from glucotwin.metrics.readings import NS_PER_MIN, CgmReadings
+from glucotwin.metrics.readings import CgmReadings
 from glucotwin.metrics.sampling import Grid, regular_grid, segments
 
 MageAlgorithm = Literal["hysteresis", "moving_average"]
@@ -155,7 +155,6 @@ def mage_moving_average_mg_dl(
     ]
     if not rows:
         return None
-    step_ns = MA_GRID_MIN * NS_PER_MIN
     chosen = []
     for length, plus, minus, plus_first in rows:
         value = _summarise(plus, minus, plus_first, direction)
@@ -167,10 +166,9 @@ def mage_moving_average_mg_dl(
             chosen.append((length, value))
     if not chosen:
         return None
-    weights = np.array([(length - 1) * step_ns for length, _ in chosen], dtype=float)
+    # Weights: each stretch's duration, (points - 1) grid steps; a stretch has >= 7 points.
+    weights = np.array([length - 1 for length, _ in chosen], dtype=float)
     heights = np.array([m for _, m in chosen])
-    if weights.sum() == 0:
-        return float(heights.mean())
     return float(np.sum(heights * weights) / weights.sum())
 
 

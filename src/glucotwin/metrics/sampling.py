@@ -43,8 +43,10 @@ def detect_interval_min(time_ns: np.ndarray) -> float | None:
 class Wear:
     """Wear period and data sufficiency (Battelino 2019, Table 1, "% time CGM is active").
 
-    ``days``: (last − first reading + one interval) / 24 h, so that 14 full days of readings
-    count as 14.0 days; ``expected``: readings expected over that period at the interval;
+    ``days``: expected readings × interval / 24 h, i.e. the span from the first to the last
+    reading rounded to whole intervals plus one interval, so that 14 full days of readings
+    count as 14.0 days even when the sensor clock jitters by seconds; ``expected``: readings
+    expected over that period at the interval;
     ``active_percent``: readings / expected × 100 (at most 100).
     """
 
@@ -59,7 +61,7 @@ def wear(readings: CgmReadings, interval_min: float) -> Wear:
     interval_ns = interval_min * NS_PER_MIN
     expected = round(span_ns / interval_ns) + 1
     active = min(100.0, 100.0 * len(readings) / expected)
-    return Wear(days=(span_ns + interval_ns) / NS_PER_DAY, expected=expected, active_percent=active)
+    return Wear(days=expected * interval_ns / NS_PER_DAY, expected=expected, active_percent=active)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ Mapping and the quirks handled:
   first in file order (as the dataset README counts them). Where repeated rows carry *other*
   glucose values the kept reading is flagged ``duplicate_time_other_glucose`` and the count is
   in ``meta["duplicate_timestamps_conflicting_glucose"]``. Every row of the export carries a
-  glucose value, so a row without one (e.g. a truncated last line) is an error.
+  glucose value, so a row without one is an error (a last line cut short, with fewer fields
+  than the header, is reported as truncated; a missing final newline alone is fine).
 - **Boluses** (``BolusType`` not empty and not ``0``; every event row is kept, also at repeated
   timestamps): ``units_u`` = ``TotalBolusInsulinDelivered``.
   ``Standard``, ``Standard/Correction``, ``BLE Standard Bolus[/Correction]`` (BLE: Bluetooth
@@ -78,7 +79,17 @@ import pandas as pd
 from glucotwin.data.errors import DataError
 from glucotwin.data.formats import Format, ImportOptions
 from glucotwin.data.model import Recording, localize
-from glucotwin.data.textio import first_bad, parse_number, parse_wall_clock, read_text
+from glucotwin.data.textio import (
+    check_final_row,
+    first_bad,
+    flag_rows,
+    join_texts,
+    parse_number,
+    parse_wall_clock,
+    place_wall_clock,
+    read_text,
+    reject_negative,
+)
 
 TEXT_COLUMNS = ("EventDateTime", "DeviceMode", "BolusType")
 NUMBER_COLUMNS = (
@@ -134,15 +145,6 @@ def subject_id(path: Path) -> str:
     return f"azt1d-{int(match.group(1)):02d}" if match else path.stem
 
 
-def join_flags(*parts: pd.Series) -> pd.Series:
-    """Join optional flag strings row by row with ``;`` (missing where every part is)."""
-    joined = parts[0].astype("string")
-    for part in parts[1:]:
-        part = part.astype("string")
-        joined = (joined + ";" + part).fillna(joined).fillna(part)
-    return joined
-
-
 def _read_frame(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     """The rows with numbers as float64, text as str, and each row's line in the file.
 
@@ -161,6 +163,7 @@ def _read_frame(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
             raise DataError(problem, file=path.name, line=1, field=names[0])
     if len(header) != len(set(header)):
         raise DataError("a column appears twice in the header", file=path.name, line=1)
+    check_final_row(text, file=path.name)
     numbers = dict.fromkeys([*NUMBER_COLUMNS[:-1], glucose[0]], "float64")
     options = {"keep_default_na": False, "skip_blank_lines": False}
     try:
@@ -192,14 +195,7 @@ def _read_frame(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     for column in NUMBER_COLUMNS:
         if frame[column].dtype != "float64":
             frame[column] = parse_number(frame[column], lines=lines, field=column, file=path.name)
-        negative = (frame[column] < 0).to_numpy()
-        if negative.any():
-            raise DataError(
-                f"negative value {frame[column][negative].iloc[0]:g}",
-                file=path.name,
-                line=first_bad(negative, lines),
-                field=column,
-            )
+        reject_negative(frame[column], lines=lines, field=column, file=path.name)
     return frame, lines
 
 
@@ -223,7 +219,9 @@ def _read(path: Path, options: ImportOptions) -> Recording:
         frame["EventDateTime"], TIME_FORMAT, lines=lines, field="EventDateTime", file=name
     )
     timezone = options.timezone or DATASET_TIMEZONE
-    time, offset = localize(wall, timezone)
+    time, offset, _ = place_wall_clock(
+        wall, timezone, lines=lines, field="EventDateTime", file=name
+    )
     subject = options.subject or subject_id(path)
     base = pd.DataFrame(
         {"time": time, "utc_offset_min": offset, "subject": subject, "source_line": lines}
@@ -328,14 +326,11 @@ def _boluses(frame: pd.DataFrame, base: pd.DataFrame, lines: np.ndarray, file: s
     programmed = programmed.where(~inferred, (total - correction) / now_share)
     later_u = ((1.0 - now_share) * programmed).where(extended)
 
-    def flag(text: str, where: np.ndarray) -> pd.Series:
-        return pd.Series(text, index=kind.index, dtype="string").where(where)
-
-    flags = join_flags(
-        flag("bolus_type_missing", untyped),
+    flags = join_texts(
+        flag_rows(untyped, "bolus_type_missing", index=kind.index),
         ("bolus_type:" + kind).where(~untyped & ~kind.isin(PLAIN_BOLUS_TYPES).to_numpy()),
         ("correction_u:" + correction.astype("string")).where(correction > 0),
-        flag("extended_units_inferred", inferred),
+        flag_rows(inferred, "extended_units_inferred", index=kind.index),
     )
     return base.iloc[rows].assign(
         event="bolus",

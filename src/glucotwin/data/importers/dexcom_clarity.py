@@ -8,7 +8,8 @@ Change (mg/dL/min),Transmitter Time (Long Integer),Transmitter ID``, then one ro
 
 Quirks handled:
 
-- UTF-8 with or without BOM, every field quoted or none, LF or CRLF;
+- UTF-8 with or without BOM, every field quoted or none, LF or CRLF, with or without a final
+  newline (a last row with fewer fields than its kind has is reported as truncated);
 - ragged rows (EGV/Calibration rows have 14 fields, the others 13) and re-saved copies with
   only 13 columns, floats for integers (``61.0``) and a space instead of ``T`` in timestamps;
 - untimed preamble rows (``FirstName``, ``LastName``, ``PatientIdentifier``, ``DateOfBirth``,
@@ -34,7 +35,6 @@ Any other event type is an error, never a guess.
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
@@ -43,8 +43,18 @@ import pandas as pd
 
 from glucotwin.data.errors import DataError
 from glucotwin.data.formats import Format, ImportOptions
-from glucotwin.data.model import MG_DL_PER_MMOL_L, Recording, localize
-from glucotwin.data.textio import first_bad, parse_number, parse_wall_clock, read_text
+from glucotwin.data.model import MG_DL_PER_MMOL_L, Recording
+from glucotwin.data.textio import (
+    first_bad,
+    flag_rows,
+    parse_duration_min,
+    parse_number,
+    parse_wall_clock,
+    place_wall_clock,
+    read_csv_table,
+    read_text,
+    wall_clock_passes,
+)
 
 LOW_LIMIT_MG_DL = 40.0
 HIGH_LIMIT_MG_DL = 400.0
@@ -56,7 +66,8 @@ UNITS = {"mg/dl": 1.0, "mmol/l": MG_DL_PER_MMOL_L}
 PREAMBLE_EVENTS = frozenset(
     {"FirstName", "LastName", "PatientIdentifier", "DateOfBirth", "Device", "Alert"}
 )
-TIMED_EVENTS = frozenset({"EGV", "Calibration", "Insulin", "Carbs", "Exercise", "Health"})
+GLUCOSE_EVENTS = frozenset({"EGV", "Calibration"})
+TIMED_EVENTS = GLUCOSE_EVENTS | {"Insulin", "Carbs", "Exercise", "Health"}
 INSULIN_CLASSES = {"fast-acting": "rapid", "long-acting": "long"}
 
 TIMESTAMP = "Timestamp (YYYY-MM-DDThh:mm:ss)"
@@ -83,25 +94,12 @@ def _sniff(path: Path, head: bytes) -> bool:
     )
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    text = read_text(path)
-    if not text.endswith(("\n", "\r")):
-        raise DataError(
-            "file ends in the middle of a line (truncated?)",
-            file=path.name,
-            line=text.count("\n") + 1,
-        )
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False
-        )
-    except pd.errors.ParserError as exc:
-        found = re.search(r"line (\d+)", str(exc))
-        raise DataError(
-            f"malformed CSV: {exc}", file=path.name, line=int(found[1]) if found else None
-        ) from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame.fillna("")
+def _fields_needed(header: list[str], cells: list[str]) -> int:
+    """Fields of a complete row: only glucose rows end with the last column, Transmitter ID."""
+    glucose_row = len(cells) > 2 and cells[2].strip() in GLUCOSE_EVENTS
+    if header[-1].strip() == TRANSMITTER_ID and not glucose_row:
+        return len(header) - 1
+    return len(header)
 
 
 def _glucose_column(frame: pd.DataFrame, path: Path) -> tuple[str, float]:
@@ -177,7 +175,7 @@ def _first_pass(
     where its transmitter clock says: the transmitter start instant (UTC minus transmitter
     seconds) of the nearest unambiguous row of the same transmitter predicts its UTC instant,
     and the nearer candidate wins. Returns ``(first_pass, unresolved)``; rows that are not
-    repeated get ``True``, which :func:`localize` ignores.
+    repeated get ``True``, which :func:`place_wall_clock` ignores.
     """
     first_pass = np.ones(len(as_dst), bool)
     known = transmitter_s.notna().to_numpy()
@@ -229,39 +227,22 @@ def _place_in_time(
     path: Path,
 ) -> tuple[pd.Series, pd.Series, np.ndarray]:
     """(UTC times, UTC offsets, rows whose repeated local time stayed ambiguous)."""
-    n = len(wall)
+    where = {"lines": lines, "field": TIMESTAMP, "file": path.name}
     if timezone is None:
-        utc, offset = localize(wall, None)
-        return utc, offset, np.zeros(n, bool)
-    try:
-        as_dst = wall.dt.tz_localize(timezone, ambiguous=np.ones(n, bool), nonexistent="NaT")
-        as_std = wall.dt.tz_localize(timezone, ambiguous=np.zeros(n, bool), nonexistent="NaT")
-    except (ValueError, KeyError) as exc:  # an unknown zone name raises one of these
-        raise DataError(f"unknown time zone {timezone!r}: {exc}") from exc
-    skipped = as_dst.isna().to_numpy()
-    if skipped.any():
-        raise DataError(
-            f"local time {wall[skipped].iloc[0]} does not exist in {timezone} (skipped by a "
-            "daylight-saving change)",
-            file=path.name,
-            line=first_bad(skipped, lines),
-            field=TIMESTAMP,
-        )
+        return place_wall_clock(wall, None, **where)
+    as_dst, as_std = wall_clock_passes(wall, timezone, **where)
     repeated = (as_dst != as_std).to_numpy()
     first_pass, unresolved = _first_pass(as_dst, as_std, repeated, transmitter_s, transmitter_id)
-    utc, offset = localize(wall, timezone, ambiguous=first_pass)
+    utc, offset, _ = place_wall_clock(wall, timezone, ambiguous=first_pass, **where)
     return utc, offset, unresolved
 
 
 def _read(path: Path, options: ImportOptions) -> Recording:
-    frame = _read_table(path)
+    frame, lines = read_csv_table(read_text(path), file=path.name, fields_needed=_fields_needed)
     for name in REQUIRED:
         if name not in frame:
             raise DataError(f"no {name!r} column in the header", file=path.name, line=1, field=name)
     glucose_col, factor = _glucose_column(frame, path)
-    lines = np.arange(len(frame)) + 2
-    blank = (frame == "").all(axis=1).to_numpy()
-    frame, lines = frame[~blank].reset_index(drop=True), lines[~blank]
     event = frame[EVENT].str.strip()
     stamp = frame[TIMESTAMP].str.strip()
     untimed = (stamp == "").to_numpy()
@@ -306,7 +287,7 @@ def _read(path: Path, options: ImportOptions) -> Recording:
             "subject": _subject(pre, options, path),
             "device": _optional(data, SOURCE_DEVICE).replace("", pd.NA),
             "source_line": lines,
-            "flag": pd.Series(np.where(ambiguous, "ambiguous_time", None), dtype="string"),
+            "flag": flag_rows(ambiguous, "ambiguous_time"),
         }
     )
 
@@ -356,7 +337,12 @@ def _read(path: Path, options: ImportOptions) -> Recording:
     activity = base[is_exercise].assign(
         activity_type="exercise",
         intensity=subtype[is_exercise].str.lower().replace("", pd.NA),
-        duration_min=_duration_min(_optional(data, DURATION), is_exercise, lines, path),
+        duration_min=parse_duration_min(
+            _optional(data, DURATION)[is_exercise],
+            lines=lines[is_exercise],
+            field=DURATION,
+            file=path.name,
+        ).to_numpy(),
     )
 
     meta = {
@@ -375,21 +361,6 @@ def _read(path: Path, options: ImportOptions) -> Recording:
         meta=meta,
         file=path.name,
     )
-
-
-def _duration_min(text: pd.Series, wanted: np.ndarray, lines: np.ndarray, path: Path):
-    """``hh:mm:ss`` durations of the wanted rows in minutes (blank = missing)."""
-    picked = text[wanted]
-    duration = pd.to_timedelta(picked.mask(picked == ""), errors="coerce")
-    bad = duration.isna().to_numpy() & (picked != "").to_numpy()
-    if bad.any():
-        raise DataError(
-            f"{picked[bad].iloc[0]!r} is not a duration hh:mm:ss",
-            file=path.name,
-            line=first_bad(bad, lines[wanted]),
-            field=DURATION,
-        )
-    return (duration.dt.total_seconds() / 60).to_numpy()
 
 
 FORMAT = Format(

@@ -21,8 +21,14 @@ Mapping:
   106793-3 with its five components, GMI 97506-0, CV 104638-2, days of wear 104636-6, sensor
   active 104637-4) -> ``meta["fhir_summary"]``: one group per subject and ``effectivePeriod``,
   ``{"subject", "period": {"start", "end"}, "panel": bool, "values": {LOINC: {"name",
-  "value", "unit"}}}`` (values as sent, in their own unit), plus ``"missing_members"`` when the
-  panel names members that are not in the file.
+  "value", "unit"}}}`` (values as sent, in their own unit). A panel adds ``"members"`` (the
+  references of its ``hasMember``) and ``"missing_members"`` (those not in the file); a panel
+  alone (the IG's ``cgmSummaryExample``) is a group without values.
+- DiagnosticReport 107931-8 (the IG's CGM summary report, a PDF) -> ``meta["fhir_reports"]``:
+  ``{"id", "code", "status", "subject", "period"`` (or ``"effective"``), ``"issued",
+  "results"`` (its ``result`` references), ``"presented_form": [{"content_type",
+  "size_bytes", "sha256"}]}``: the document is described, never copied (the base64 is dropped;
+  an attachment given by ``url`` keeps the url).
 - Patient -> the subject: its ``official`` identifier, else its first identifier, else its
   id (``meta["fhir_patients"]``). Names, birth date, gender, address and telecom are never
   read. A subject reference to a Patient not in the file gives the referenced id.
@@ -34,22 +40,26 @@ Mapping:
 
 Dropped and counted in ``meta["fhir_skipped"]``: Observations with status
 ``entered-in-error`` or ``cancelled``, readings with ``dataAbsentReason`` instead of a value,
-Observations with other codes, entries without a resource and every other resource type
-(e.g. the IG's PDF report DiagnosticReport 107931-8). Readings whose status is not
-final/amended/corrected (e.g. ``preliminary``) are kept with ``flag`` ``status=<status>``.
+Observations and DiagnosticReports with other codes, entries without a resource and every
+other resource type. Readings whose status is not final/amended/corrected (e.g.
+``preliminary``) are kept with ``flag`` ``status=<status>``.
 ``valueSampledData`` series (e.g. the German HDDT profile) are recognised and rejected as
 unsupported. ``history`` and response Bundles are rejected: they hold versions or outcomes,
 not a data set.
 
 ``source_line`` is ``i`` of ``Bundle.entry[i]`` (0-based, as FHIRPath counts), missing for a
-lone resource. A file with no reading, summary value, Patient or Device (the IG's PDF
-report alone, or a summary panel without its members) is rejected: nothing would be imported.
+lone resource. A file with no reading, summary, report, Patient or Device is rejected: nothing
+would be imported. FHIR Shorthand source (``.fsh``, e.g. the IG's ``examples.fsh``) is not an
+exchange format: it is recognised and rejected with the advice to compile it with SUSHI.
 Validation costs about 60 µs per resource (pydantic), so a year of 5-minute readings (105,000
 Observations) takes several seconds.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import math
 import re
@@ -76,7 +86,8 @@ from glucotwin.data.fhir import (
     model_class,
     validation_field,
 )
-from glucotwin.data.formats import Format, ImportOptions
+from glucotwin.data.formats import HEAD_BYTES, Format, ImportOptions
+from glucotwin.data.jsonio import load_json
 from glucotwin.data.model import MG_DL_PER_MMOL_L, Recording
 from glucotwin.data.textio import read_text
 
@@ -97,6 +108,13 @@ DROPPED_STATUSES = frozenset({"entered-in-error", "cancelled"})
 FINAL_STATUSES = frozenset({"final", "amended", "corrected"})
 CENSORING = {"<": "below", "<=": "below", ">": "above", ">=": "above"}
 DEVICE_NAME_TYPES = ("user-friendly-name", "model-name", "manufacturer-name", "udi-label-name")
+# FHIR Shorthand declarations (FSH spec, hl7.fhir.uv.shorthand: "Item declarations").
+FSH_DECLARATION = re.compile(
+    rb"^(?:Alias|Profile|Extension|Logical|Resource|Instance|Invariant|ValueSet|CodeSystem"
+    rb"|RuleSet|Mapping):[ \t]*\S",
+    re.MULTILINE,
+)
+FSH_KEYWORD = re.compile(rb"^(?:InstanceOf|Parent|Usage|Title|Description):", re.MULTILINE)
 
 
 def _sniff(path: Path, head: bytes) -> bool:
@@ -104,13 +122,21 @@ def _sniff(path: Path, head: bytes) -> bool:
     return text.startswith(b"{") and RESOURCE_TYPE.search(text) is not None
 
 
+def _shorthand(path: Path, head: bytes) -> str | None:
+    """Why a FHIR Shorthand source file cannot be imported (None for any other file)."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith((b"{", b"[", b"<")) or not FSH_DECLARATION.search(text):
+        return None
+    if path.suffix.lower() != ".fsh" and not FSH_KEYWORD.search(text):
+        return None
+    return (
+        "this is FHIR Shorthand (FSH) source, not FHIR JSON: compile it with SUSHI "
+        "(https://fshschool.org, `sushi build`) and import the JSON resources it writes"
+    )
+
+
 def _load(path: Path) -> dict[str, Any]:
-    try:
-        document = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"malformed JSON: {exc.msg} (column {exc.colno})", file=path, line=exc.lineno
-        ) from exc
+    document = load_json(read_text(path), path)
     if not isinstance(document, dict) or not isinstance(document.get("resourceType"), str):
         raise DataError(
             "not a FHIR resource: no top-level 'resourceType'", file=path, field="resourceType"
@@ -440,9 +466,9 @@ class _Summaries:
         group = self.group(subject, observation, index, path)
         if code == SUMMARY_PANEL:
             group["panel"] = True
-            missing = [
-                m.get("reference") for m in observation.get("hasMember") or [] if resolve(m) is None
-            ]
+            members = observation.get("hasMember") or []
+            group["members"] = [m.get("reference") for m in members]
+            missing = [m.get("reference") for m in members if resolve(m) is None]
             self.panels.append((group, missing))
         elif code == TIMES_IN_RANGES:
             for position, component in enumerate(observation.get("component") or []):
@@ -522,7 +548,48 @@ def _reading(
     }
 
 
+def _report(
+    resource: dict[str, Any], subject: str | None, index: int | None, path: Path
+) -> dict[str, Any]:
+    """What a CGM summary report says about itself; its documents by type, size and hash."""
+    forms = []
+    for position, form in enumerate(resource.get("presentedForm") or []):
+        described: dict[str, Any] = {"content_type": form.get("contentType")}
+        if form.get("data") is not None:
+            try:
+                content = base64.b64decode(form["data"], validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise DataError(
+                    f"the attachment is not base64: {exc}",
+                    file=path,
+                    line=index,
+                    field=f"presentedForm[{position}].data",
+                ) from exc
+            described["size_bytes"] = len(content)
+            described["sha256"] = hashlib.sha256(content).hexdigest()
+        elif form.get("url"):
+            described["url"] = form["url"]
+            described["size_bytes"] = form.get("size")
+        forms.append({k: v for k, v in described.items() if v is not None})
+    found = {
+        "id": resource.get("id"),
+        "code": SUMMARY_PANEL,
+        "status": resource.get("status"),
+        "subject": subject,
+        "period": resource.get("effectivePeriod"),
+        "effective": resource.get("effectiveDateTime"),
+        "issued": resource.get("issued"),
+        "results": [r.get("reference") for r in resource.get("result") or []],
+        "presented_form": forms,
+    }
+    return {k: v for k, v in found.items() if v not in (None, [])}
+
+
 def _read(path: Path, options: ImportOptions) -> Recording:
+    with path.open("rb") as handle:
+        shorthand = _shorthand(path, handle.read(HEAD_BYTES))
+    if shorthand is not None:
+        raise DataError(shorthand, file=path)
     document = _load(path)
     resources, bundle, empty_entries = _entries(document, path)
     resolve = _resolver(resources)
@@ -534,6 +601,7 @@ def _read(path: Path, options: ImportOptions) -> Recording:
     lone_device = _device_name(devices[0]) if len(devices) == 1 else None
     summaries = _Summaries()
     rows: list[dict[str, Any]] = []
+    reports: list[dict[str, Any]] = []
     summary_codes = {SUMMARY_PANEL, TIMES_IN_RANGES, *SUMMARY_MEMBERS}
 
     for index, _, resource in resources:
@@ -541,6 +609,10 @@ def _read(path: Path, options: ImportOptions) -> Recording:
         if kind in ("Patient", "Device"):
             continue
         codes = _loinc_codes(resource.get("code"))
+        if kind == "DiagnosticReport" and SUMMARY_PANEL in codes:
+            subject = _subject(resource.get("subject"), resolve)
+            reports.append(_report(resource, subject, index, path))
+            continue
         reading = [c for c in codes if c in READING_UNITS]
         summary = [c for c in codes if c in summary_codes]
         if kind != "Observation" or not (reading or summary):
@@ -567,9 +639,8 @@ def _read(path: Path, options: ImportOptions) -> Recording:
             rows.append({**row, "subject": subject})
 
     summary_groups = summaries.result()
-    has_values = any(group["values"] for group in summary_groups)
-    if not (rows or has_values or patients or devices):
-        raise DataError(_nothing_message(resources, summaries), file=path)
+    if not (rows or summary_groups or reports or patients or devices):
+        raise DataError(_nothing_message(resources), file=path)
 
     glucose = _glucose({k: [r[k] for r in rows] for k in READING_FIELDS}, path, options)
     if options.subject is None:
@@ -587,28 +658,21 @@ def _read(path: Path, options: ImportOptions) -> Recording:
         meta["fhir_devices"] = [_device_meta(d) for d in devices]
     if summary_groups:
         meta["fhir_summary"] = summary_groups
+    if reports:
+        meta["fhir_reports"] = reports
     if skipped:
         meta["fhir_skipped"] = dict(sorted(skipped.items()))
     return Recording.build(glucose=glucose, meta=meta, file=path.name)
 
 
-def _nothing_message(
-    resources: list[tuple[int | None, str | None, dict[str, Any]]], summaries: _Summaries
-) -> str:
+def _nothing_message(resources: list[tuple[int | None, str | None, dict[str, Any]]]) -> str:
     found = Counter(
         " ".join([r["resourceType"], *_loinc_codes(r.get("code"))]) for _, _, r in resources
     )
     listed = ", ".join(f"{n} × {what}" for what, n in found.items()) or "no resources"
-    message = f"nothing to import: no CGM reading, summary value, Patient or Device ({listed})"
-    if "DiagnosticReport" in {r["resourceType"] for _, _, r in resources}:
-        message += "; report documents (DiagnosticReport, e.g. the IG's PDF) are not imported"
-    missing = [m for _, members in summaries.panels for m in members]
-    if missing:
-        message += (
-            f"; the summary panel {SUMMARY_PANEL} lists {len(missing)} member(s) that are not "
-            f"in this file ({', '.join(map(str, missing[:3]))}{', …' if len(missing) > 3 else ''})"
-        )
-    return message
+    return (
+        f"nothing to import: no CGM reading, summary, summary report, Patient or Device ({listed})"
+    )
 
 
 def _glucose(rows: dict[str, list[Any]], path: Path, options: ImportOptions) -> pd.DataFrame:
@@ -660,4 +724,5 @@ FORMAT = Format(
     sniff=_sniff,
     read=_read,
     extensions=(".json",),
+    diagnose=_shorthand,
 )

@@ -15,7 +15,6 @@ A row may hold glucose, events, or both; empty cells are missing values.
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
@@ -24,8 +23,15 @@ import pandas as pd
 
 from glucotwin.data.errors import DataError
 from glucotwin.data.formats import Format, ImportOptions
-from glucotwin.data.model import MG_DL_PER_MMOL_L, Recording, localize
-from glucotwin.data.textio import first_bad, parse_number, parse_wall_clock, read_text
+from glucotwin.data.model import MG_DL_PER_MMOL_L, Recording
+from glucotwin.data.textio import (
+    first_bad,
+    parse_number,
+    parse_wall_clock,
+    place_wall_clock,
+    read_csv_table,
+    read_text,
+)
 
 CANONICAL = (
     "timestamp",
@@ -87,18 +93,12 @@ def parse_iso_times(
         field="timestamp",
         file=file,
     )
-    return localize(wall, timezone)
+    time, offset, _ = place_wall_clock(wall, timezone, lines=lines, field="timestamp", file=file)
+    return time, offset
 
 
 def _read(path: Path, options: ImportOptions) -> Recording:
-    text = read_text(path)
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False
-        )
-    except pd.errors.ParserError as exc:
-        raise DataError(f"malformed CSV: {exc}", file=path) from exc
-    frame.columns = [c.strip() for c in frame.columns]
+    frame, lines = read_csv_table(read_text(path), file=path)
     mapping = {k: v for k, v in options.column_map.items()}
     for source, target in mapping.items():
         if target not in CANONICAL:
@@ -112,9 +112,6 @@ def _read(path: Path, options: ImportOptions) -> Recording:
             )
     frame = frame.rename(columns=mapping)
     frame.columns = [c.lower() for c in frame.columns]
-    lines = np.arange(len(frame)) + 2
-    blank = (frame == "").all(axis=1).to_numpy()
-    frame, lines = frame[~blank].reset_index(drop=True), lines[~blank]
     if "timestamp" not in frame:
         raise DataError("no 'timestamp' column in the header", file=path, line=1, field="timestamp")
     units = [c for c in ("glucose_mg_dl", "glucose_mmol_l") if c in frame]

@@ -36,7 +36,6 @@ genuine exports is known from open-source readers only, so unknown columns are n
 
 from __future__ import annotations
 
-import io
 import re
 import zipfile
 from dataclasses import dataclass
@@ -47,8 +46,16 @@ import pandas as pd
 
 from glucotwin.data.errors import DataError
 from glucotwin.data.formats import Format, ImportOptions
-from glucotwin.data.model import MG_DL_PER_MMOL_L, Recording, localize
-from glucotwin.data.textio import first_bad, parse_number, parse_wall_clock, read_text
+from glucotwin.data.model import MG_DL_PER_MMOL_L, Recording
+from glucotwin.data.textio import (
+    first_bad,
+    flag_rows,
+    parse_number,
+    parse_wall_clock,
+    place_wall_clock,
+    read_csv_table,
+    read_text,
+)
 
 MEMBER = re.compile(r"^(?P<stream>[a-z_]+?)_data(?:_\d+)?\.csv$", re.IGNORECASE)
 STREAMS = frozenset(
@@ -133,6 +140,12 @@ class _Table:
             return self.frame[self.roles[role]].str.strip()
         return pd.Series("", index=self.frame.index, dtype="str")
 
+    def wall(self, layouts: str | tuple[str, ...]) -> pd.Series:
+        """The timestamps as naive local times, in one of ``layouts`` for the whole column."""
+        return parse_wall_clock(
+            self.text("time"), layouts, lines=self.lines, field=self.roles["time"], file=self.file
+        )
+
     def number(self, role: str) -> pd.Series:
         return parse_number(
             self.text(role).str.replace(",", ".", regex=False),
@@ -165,8 +178,10 @@ def _roles(columns: list[str]) -> dict[str, str]:
     return roles
 
 
-def _read_member(archive: zipfile.ZipFile, name: str, label: str) -> tuple[pd.DataFrame, str]:
-    """The member's table (header on line 2) and its metadata line."""
+def _read_member(
+    archive: zipfile.ZipFile, name: str, label: str
+) -> tuple[pd.DataFrame, np.ndarray, str]:
+    """The member's rows (header on line 2) with their lines, and its metadata line."""
     try:
         data = archive.read(name)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -174,25 +189,11 @@ def _read_member(archive: zipfile.ZipFile, name: str, label: str) -> tuple[pd.Da
     text = read_text(Path(label), data)
     rows = text.splitlines()
     if len(rows) < 2:
-        return pd.DataFrame(), rows[0] if rows else ""
+        return pd.DataFrame(), np.array([], dtype=int), rows[0] if rows else ""
     header = rows[1]
     sep = "\t" if "\t" in header else (";" if header.count(";") > header.count(",") else ",")
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            skiprows=1,
-            sep=sep,
-            dtype=str,
-            keep_default_na=False,
-            skip_blank_lines=False,
-        )
-    except pd.errors.ParserError as exc:
-        found = re.search(r"line (\d+)", str(exc))
-        raise DataError(
-            f"malformed CSV: {exc}", file=label, line=int(found[1]) + 1 if found else None
-        ) from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame.fillna(""), rows[0]
+    frame, lines = read_csv_table(text, file=label, header_line=2, sep=sep)
+    return frame, lines, rows[0]
 
 
 def _tables(path: Path) -> tuple[list[_Table], dict]:
@@ -210,12 +211,9 @@ def _tables(path: Path) -> tuple[list[_Table], dict]:
             if stream not in STREAMS:
                 unknown.append(name)
                 continue
-            frame, first = _read_member(archive, name, label)
+            frame, lines, first = _read_member(archive, name, label)
             found = re.search(r"(?:Date Range|Datumsbereich):\s*(.+?)\s*$", first)
             date_range = date_range or (found[1] if found else None)
-            lines = np.arange(len(frame)) + 3
-            filled = ~(frame == "").all(axis=1).to_numpy()
-            frame, lines = frame[filled].reset_index(drop=True), lines[filled]
             if len(frame) == 0:
                 empty.append(name)
                 continue
@@ -236,49 +234,20 @@ def _layout(tables: list[_Table]) -> str:
         if pd.to_datetime(texts, format=layout, errors="coerce").notna().all():
             return layout
     for table in tables:  # raises at the first value that no layout reads
-        parse_wall_clock(
-            table.text("time"),
-            TIME_LAYOUTS,
-            lines=table.lines,
-            field=table.roles["time"],
-            file=table.file,
-        )
+        table.wall(TIME_LAYOUTS)
     raise DataError("timestamps of the files need different layouts", field="Timestamp")
 
 
-def _place(wall: pd.Series, table: _Table, timezone: str | None):
-    """(UTC times, offsets, repeated fall-back times) of naive local times in ``timezone``."""
-    n = len(wall)
-    if timezone is None:
-        utc, offset = localize(wall, None)
-        return utc, offset, np.zeros(n, bool)
-    try:
-        as_dst = wall.dt.tz_localize(timezone, ambiguous=np.ones(n, bool), nonexistent="NaT")
-        as_std = wall.dt.tz_localize(timezone, ambiguous=np.zeros(n, bool), nonexistent="NaT")
-    except (ValueError, KeyError) as exc:  # an unknown zone name raises one of these
-        raise DataError(f"unknown time zone {timezone!r}: {exc}") from exc
-    skipped = as_dst.isna().to_numpy()
-    if skipped.any():
-        raise DataError(
-            f"local time {wall[skipped].iloc[0]} does not exist in {timezone} (skipped by a "
-            "daylight-saving change)",
-            file=table.file,
-            line=first_bad(skipped, table.lines),
-            field=table.roles["time"],
-        )
-    utc, offset = localize(wall, timezone, ambiguous=np.ones(n, bool))
-    return utc, offset, (as_dst != as_std).to_numpy()
-
-
 def _base(table: _Table, layout: str, options: ImportOptions, subject: str) -> pd.DataFrame:
-    wall = parse_wall_clock(
-        table.text("time"),
-        layout,
+    wall = table.wall(layout)
+    time, offset, ambiguous = place_wall_clock(
+        wall,
+        options.timezone,
         lines=table.lines,
         field=table.roles["time"],
         file=table.file,
+        ambiguous="first",
     )
-    time, offset, ambiguous = _place(wall, table, options.timezone)
     return pd.DataFrame(
         {
             "time": time,
@@ -287,7 +256,7 @@ def _base(table: _Table, layout: str, options: ImportOptions, subject: str) -> p
             "device": table.text("serial").replace("", pd.NA),
             "source_file": table.file,
             "source_line": table.lines,
-            "flag": pd.Series(np.where(ambiguous, "ambiguous_time", None), dtype="string"),
+            "flag": flag_rows(ambiguous, "ambiguous_time"),
         }
     )
 
@@ -380,13 +349,7 @@ def _injections(table: _Table, base: pd.DataFrame) -> pd.DataFrame:
 
 
 def _daily_totals(table: _Table, layout: str) -> dict[str, dict[str, float]]:
-    day = parse_wall_clock(
-        table.text("time"),
-        layout,
-        lines=table.lines,
-        field=table.roles["time"],
-        file=table.file,
-    ).dt.date
+    day = table.wall(layout).dt.date
     totals = pd.DataFrame(
         {
             role.removeprefix("total_") + "_u": table.number(role)

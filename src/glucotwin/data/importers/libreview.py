@@ -26,14 +26,14 @@ or mmol/L; ketones always mmol/L); the date layout (``DD-MM-YYYY HH:MM``, ``MM-D
 AM``, year first; ``-``, ``/`` or ``.``) is decided for the whole column: among the layouts
 that read every value, the one giving the shortest span wins (the wrong day/month order
 scatters readings over months); title lines with trailing commas, spaces around timestamps, LF
-or CRLF, a file that is not in time order. Times are the device's local wall clock without a
+or CRLF, no final newline (a last row with fewer fields than the header is reported as
+truncated), a file that is not in time order. Times are the device's local wall clock without a
 zone: floating local time unless ``options.timezone`` is given; a repeated fall-back time then
 takes the first pass and is flagged ``ambiguous_time``.
 """
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
@@ -42,8 +42,15 @@ import pandas as pd
 
 from glucotwin.data.errors import DataError
 from glucotwin.data.formats import Format, ImportOptions
-from glucotwin.data.model import MG_DL_PER_MMOL_L, Recording, localize
-from glucotwin.data.textio import first_bad, parse_number, read_text
+from glucotwin.data.model import MG_DL_PER_MMOL_L, Recording
+from glucotwin.data.textio import (
+    first_bad,
+    join_texts,
+    parse_number,
+    place_wall_clock,
+    read_csv_table,
+    read_text,
+)
 
 HEADER_START = "Device,Serial Number,Device Timestamp,Record Type"
 UNITS = {"mg/dl": 1.0, "mmol/l": MG_DL_PER_MMOL_L}
@@ -133,61 +140,6 @@ def parse_device_time(
     return wall, f"{fmt} {clock}"
 
 
-def _place(
-    wall: pd.Series, timezone: str | None, lines: np.ndarray, file: str
-) -> tuple[pd.Series, pd.Series, np.ndarray]:
-    """(UTC times, offsets, repeated fall-back times) of naive local times in ``timezone``."""
-    n = len(wall)
-    if timezone is None:
-        utc, offset = localize(wall, None)
-        return utc, offset, np.zeros(n, bool)
-    try:
-        as_dst = wall.dt.tz_localize(timezone, ambiguous=np.ones(n, bool), nonexistent="NaT")
-        as_std = wall.dt.tz_localize(timezone, ambiguous=np.zeros(n, bool), nonexistent="NaT")
-    except (ValueError, KeyError) as exc:  # an unknown zone name raises one of these
-        raise DataError(f"unknown time zone {timezone!r}: {exc}") from exc
-    skipped = as_dst.isna().to_numpy()
-    if skipped.any():
-        raise DataError(
-            f"local time {wall[skipped].iloc[0]} does not exist in {timezone} (skipped by a "
-            "daylight-saving change)",
-            file=file,
-            line=first_bad(skipped, lines),
-            field=TIMESTAMP,
-        )
-    utc, offset = localize(wall, timezone, ambiguous=np.ones(n, bool))
-    return utc, offset, (as_dst != as_std).to_numpy()
-
-
-def _read_table(path: Path) -> tuple[pd.DataFrame, str]:
-    """The table below the title line, every cell a stripped-later string; and the title."""
-    text = read_text(path)
-    if not text.endswith(("\n", "\r")):
-        raise DataError(
-            "file ends in the middle of a line (truncated?)",
-            file=path.name,
-            line=text.count("\n") + 1,
-        )
-    title = text.split("\n", 1)[0]
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            skiprows=1,
-            dtype=str,
-            keep_default_na=False,
-            skip_blank_lines=False,
-        )
-    except pd.errors.ParserError as exc:
-        found = re.search(r"line (\d+)", str(exc))
-        raise DataError(
-            f"malformed CSV: {exc}",
-            file=path.name,
-            line=int(found[1]) + 1 if found else None,
-        ) from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame.fillna(""), title
-
-
 def _unit_factor(frame: pd.DataFrame, file: str) -> tuple[str, float]:
     found = [HISTORIC.match(c) for c in frame.columns]
     found = [m for m in found if m]
@@ -230,23 +182,17 @@ def _number(frame: pd.DataFrame, name: str, lines: np.ndarray, file: str) -> pd.
     return parse_number(text, lines=lines, field=name, file=file)
 
 
-def _with_flag(flag: pd.Series, extra: str) -> pd.Series:
-    """Add ``extra`` to ``;``-separated quality flags (empty = none)."""
-    return (flag + ";" + extra).str.strip(";")
-
-
 def _read(path: Path, options: ImportOptions) -> Recording:
     file = path.name
-    frame, title = _read_table(path)
+    text = read_text(path)
+    title = text.split("\n", 1)[0]
+    frame, lines = read_csv_table(text, file=file, header_line=2)
     if not title.startswith("Glucose Data"):
         raise DataError("line 1 is not a 'Glucose Data' title line", file=file, line=1)
     for name in REQUIRED:
         if name not in frame:
             raise DataError(f"no {name!r} column in the header", file=file, line=2, field=name)
     unit, factor = _unit_factor(frame, file)
-    lines = np.arange(len(frame)) + 3
-    blank = (frame == "").all(axis=1).to_numpy()
-    frame, lines = frame[~blank].reset_index(drop=True), lines[~blank]
     if len(frame) == 0:
         raise DataError("no data rows", file=file, line=3)
 
@@ -269,7 +215,9 @@ def _read(path: Path, options: ImportOptions) -> Recording:
     wall, layout = parse_device_time(
         _text(frame, TIMESTAMP), lines, file, generated_on[1] if generated_on else ""
     )
-    time, offset, ambiguous = _place(wall, options.timezone, lines, file)
+    time, offset, ambiguous = place_wall_clock(
+        wall, options.timezone, lines=lines, field=TIMESTAMP, file=file, ambiguous="first"
+    )
     base = pd.DataFrame(
         {
             "time": time,
@@ -302,7 +250,7 @@ def _read(path: Path, options: ImportOptions) -> Recording:
             )
         part = base[picked].assign(glucose_mg_dl=value[picked] * factor, source=source)
         if code == 1:
-            part["flag"] = _with_flag(part["flag"], "scan")
+            part["flag"] = join_texts(part["flag"], "scan")
         glucose_parts.append(part)
     glucose = pd.concat(glucose_parts, ignore_index=True)
 
@@ -367,7 +315,7 @@ def _insulin(
         taken = is_insulin & ~dose & (_text(frame, text_name) != "").to_numpy()
         parts.append(base[dose].assign(units_u=units[dose], insulin_class=insulin_class))
         unknown = base[taken].assign(insulin_class=insulin_class)
-        unknown["flag"] = _with_flag(unknown["flag"], "dose_unknown")
+        unknown["flag"] = join_texts(unknown["flag"], "dose_unknown")
         parts.append(unknown)
         covered |= dose | taken
     empty = is_insulin & ~covered

@@ -68,7 +68,17 @@ import pandas as pd
 from glucotwin.data.errors import DataError
 from glucotwin.data.formats import Format, ImportOptions
 from glucotwin.data.model import MG_DL_PER_MMOL_L, Recording, localize
-from glucotwin.data.textio import first_bad, parse_number, parse_wall_clock, read_text
+from glucotwin.data.textio import (
+    check_final_row,
+    first_bad,
+    flag_rows,
+    join_texts,
+    parse_duration_min,
+    parse_number,
+    parse_wall_clock,
+    place_wall_clock,
+    read_text,
+)
 
 MARKER = "-------"
 AGGREGATED = "Aggregated Auto Insulin Data"
@@ -128,12 +138,13 @@ DAY_MARKERS = ("Start of the day", "End of the day")
 
 @dataclass(frozen=True)
 class _Block:
-    """One table of the export: its cells (strings), file lines and section."""
+    """One table of the export: its cells (strings), file lines, section and header line."""
 
     frame: pd.DataFrame
     lines: np.ndarray
     kind: str  # "pump", "sensor", "aggregated" or "legacy"
     device: str
+    header_line: int
 
 
 def _sniff(path: Path, head: bytes) -> bool:
@@ -183,7 +194,8 @@ def _split_blocks(text: str, sep: str, file: str) -> list[_Block]:
                 line=start + int(found[1]) if found else start + 1,
             ) from exc
         frame.columns = [str(c).strip() for c in frame.columns]
-        blocks.append(_Block(frame.fillna(""), np.arange(start + 2, end + 1), kind, device))
+        lines = np.arange(start + 2, end + 1)
+        blocks.append(_Block(frame.fillna(""), lines, kind, device, header_line=start + 1))
     return blocks
 
 
@@ -227,17 +239,9 @@ class _Cells:
         return out
 
     def duration_min(self, *names: str) -> pd.Series:
-        text = self.text(*names)
-        duration = pd.to_timedelta(text.mask(text == ""), errors="coerce")
-        bad = duration.isna().to_numpy() & (text != "").to_numpy()
-        if bad.any():
-            raise DataError(
-                f"{text[bad].iloc[0]!r} is not a duration h:mm:ss",
-                file=self.file,
-                line=first_bad(bad, self.lines),
-                field=self.name(*names),
-            )
-        return duration.dt.total_seconds() / 60
+        return parse_duration_min(
+            self.text(*names), lines=self.lines, field=self.name(*names), file=self.file
+        )
 
     def subset(self, mask: np.ndarray) -> _Cells:
         frame = self.frame[mask].reset_index(drop=True)
@@ -331,29 +335,6 @@ def _pump_clock(
     return utc, pd.Series(offset_min, dtype="Int16")
 
 
-def _zone_rules(
-    wall: pd.Series, timezone: str, lines: np.ndarray, file: str
-) -> tuple[pd.Series, pd.Series, np.ndarray]:
-    """Naive times placed by the zone's rules; repeated fall-back times take the first pass."""
-    n = len(wall)
-    try:
-        as_dst = wall.dt.tz_localize(timezone, ambiguous=np.ones(n, bool), nonexistent="NaT")
-        as_std = wall.dt.tz_localize(timezone, ambiguous=np.zeros(n, bool), nonexistent="NaT")
-    except (ValueError, KeyError) as exc:  # an unknown zone name raises one of these
-        raise DataError(f"unknown time zone {timezone!r}: {exc}") from exc
-    skipped = as_dst.isna().to_numpy()
-    if skipped.any():
-        raise DataError(
-            f"local time {wall[skipped].iloc[0]} does not exist in {timezone} (skipped by a "
-            "daylight-saving change)",
-            file=file,
-            line=first_bad(skipped, lines),
-            field="Time",
-        )
-    utc, offset = localize(wall, timezone, ambiguous=np.ones(n, bool))
-    return utc, offset, (as_dst != as_std).to_numpy()
-
-
 def _first_of_repeats(wall: pd.Series, value: pd.Series) -> np.ndarray:
     """Readings that are not a repeat (same value within 15 min) of the one before."""
     order = np.argsort(wall.to_numpy(), kind="stable")
@@ -393,15 +374,10 @@ def _fingersticks(
 def _read(path: Path, options: ImportOptions) -> Recording:
     file = path.name
     text = read_text(path)
-    if not text.endswith(("\n", "\r")):
-        raise DataError(
-            "file ends in the middle of a line (truncated?)",
-            file=file,
-            line=text.count("\n") + 1,
-        )
     first = text.split("\n", 1)[0]
     sep = ";" if first.count(";") > first.count(",") else ","
     blocks = _split_blocks(text, sep, file)
+    check_final_row(text, file=file, header_line=blocks[-1].header_line, sep=sep)
     layout = "legacy" if blocks[0].kind == "legacy" else "current"
     aggregated = [b for b in blocks if b.kind == "aggregated"]
     tables = [b for b in blocks if b.kind != "aggregated"]
@@ -440,7 +416,9 @@ def _read(path: Path, options: ImportOptions) -> Recording:
     if options.timezone is None:
         time, offset = localize(wall, None)
     elif layout == "legacy":
-        time, offset, ambiguous = _zone_rules(wall, options.timezone, lines, file)
+        time, offset, ambiguous = place_wall_clock(
+            wall, options.timezone, lines=lines, field="Time", file=file, ambiguous="first"
+        )
     else:
         period, deltas = _clock_periods(events, wall, new_time)
         time, offset = _pump_clock(wall, period, deltas, new_time, options.timezone)
@@ -456,7 +434,7 @@ def _read(path: Path, options: ImportOptions) -> Recording:
             "subject": options.subject if options.subject is not None else path.stem,
             "device": device.replace("", pd.NA),
             "source_line": lines,
-            "flag": pd.Series(np.where(ambiguous, "ambiguous_time", pd.NA), dtype="string"),
+            "flag": flag_rows(ambiguous, "ambiguous_time"),
         }
     )
 
@@ -523,15 +501,6 @@ def _read(path: Path, options: ImportOptions) -> Recording:
     )
 
 
-def _join_flags(*flags: pd.Series) -> pd.Series:
-    """Join ``;``-separated quality flags, missing parts skipped (none at all = missing)."""
-    joined = pd.Series("", index=flags[0].index, dtype="string")
-    for flag in flags:
-        part = flag.astype("string").fillna("")
-        joined = joined.mask(part != "", joined + ";" + part)
-    return joined.str.lstrip(";").replace("", pd.NA)
-
-
 def _boluses(
     cells: _Cells, base: pd.DataFrame, wall: pd.Series
 ) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -592,9 +561,7 @@ def _boluses(
         .str.upper()
         .str.contains(AUTOMATED_SOURCE)
         .to_numpy()[rows],
-        flag=_join_flags(
-            out["flag"], pd.Series(np.where(interrupted, "interrupted", None), dtype="string")
-        ),
+        flag=join_texts(out["flag"], flag_rows(interrupted, "interrupted")),
         _t=wall.to_numpy()[rows],
         _id=bolus_id[rows],
     )
@@ -639,7 +606,7 @@ def _join_dual(boluses: pd.DataFrame) -> pd.DataFrame:
     dual = dual.assign(
         units_u=dual["units_u"] + np.nan_to_num(extended),
         extended_units_u=extended,
-        flag=_join_flags(
+        flag=join_texts(
             dual["flag"],
             part_flag,
             pd.Series(np.where(paired, None, "dual_part_missing"), dtype="string"),
@@ -648,7 +615,7 @@ def _join_dual(boluses: pd.DataFrame) -> pd.DataFrame:
     lonely = square.drop(square.index[pairs.loc[paired, "_s"].astype(int)])
     lonely = lonely.assign(
         extended_units_u=lonely["units_u"],
-        flag=_join_flags(lonely["flag"], pd.Series("dual_part_missing", index=lonely.index)),
+        flag=join_texts(lonely["flag"], pd.Series("dual_part_missing", index=lonely.index)),
     )
     combined = pd.concat([others, dual, lonely], ignore_index=True)
     combined["delivery"] = combined["delivery"].replace(
@@ -711,7 +678,7 @@ def _basal(cells: _Cells, base: pd.DataFrame, wall: pd.Series) -> pd.DataFrame:
         base[back_to_schedule].assign(
             delivery="scheduled",
             rate_u_per_h=back_rate[back_to_schedule],
-            flag=_join_flags(
+            flag=join_texts(
                 base.loc[back_to_schedule, "flag"],
                 pd.Series(
                     np.where(np.isnan(back_rate[back_to_schedule]), "rate_unknown", None),
@@ -724,7 +691,7 @@ def _basal(cells: _Cells, base: pd.DataFrame, wall: pd.Series) -> pd.DataFrame:
             delivery="temporary",
             rate_u_per_h=temp_rate[temp],
             duration_min=temp_minutes[temp],
-            flag=_join_flags(
+            flag=join_texts(
                 base.loc[temp, "flag"],
                 ("percent=" + amount[temp].astype("string").str.removesuffix(".0")).where(
                     percent[temp]

@@ -75,8 +75,15 @@ import pandas as pd
 
 from glucotwin.data.errors import DataError
 from glucotwin.data.formats import Format, ImportOptions
-from glucotwin.data.model import MG_DL_PER_MMOL_L, Recording, localize
-from glucotwin.data.textio import first_bad, read_text
+from glucotwin.data.jsonio import field_text, field_values, malformed
+from glucotwin.data.model import MG_DL_PER_MMOL_L, Recording
+from glucotwin.data.textio import (
+    first_bad,
+    join_texts,
+    parse_number_cells,
+    place_wall_clock,
+    read_text,
+)
 
 COLLECTION_KEYS = {
     "entries": "entries",
@@ -143,11 +150,7 @@ def _documents(path: Path, file: str) -> list[tuple[dict, int, str | None]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         if exc.msg != "Extra data":
-            raise DataError(
-                f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-                file=file,
-                line=exc.lineno,
-            ) from exc
+            raise malformed(exc, file) from exc
         docs = _json_lines(text, file)
     else:
         docs = _unwrap(data, file)
@@ -234,36 +237,15 @@ def _collection(doc: dict) -> str | None:
 # Column helpers: every value is checked and a bad one is reported at its document
 
 
-def _raw(frame: pd.DataFrame, name: str) -> pd.Series:
-    if name in frame:
-        return frame[name]
-    return pd.Series(None, index=frame.index, dtype=object)
-
-
 def _number(frame: pd.DataFrame, name: str, lines: np.ndarray, file: str) -> pd.Series:
     """A numeric field (number or numeric string; blank or null = missing)."""
-    raw = _raw(frame, name)
-    parsed = pd.to_numeric(raw, errors="coerce").astype("float64")
-    if pd.api.types.is_bool_dtype(raw.dtype) or not pd.api.types.is_numeric_dtype(raw.dtype):
-        text = raw.astype("string").str.strip()
-        blank = (text == "").fillna(True).to_numpy()
-        boolean = raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
-        bad = (parsed.isna().to_numpy() & ~blank) | boolean
-        if bad.any():
-            example = raw.to_numpy()[np.flatnonzero(bad)[0]]
-            raise DataError(
-                f"{example!r} is not a number", file=file, line=first_bad(bad, lines), field=name
-            )
-        parsed = parsed.mask(boolean)
-    return parsed
-
-
-def _text(frame: pd.DataFrame, name: str) -> pd.Series:
-    return _raw(frame, name).astype("string").str.strip()
+    return parse_number_cells(
+        field_values(frame, name), lines=lines, field=name, file=file, blank_is_missing=True
+    )
 
 
 def _truthy(frame: pd.DataFrame, name: str) -> np.ndarray:
-    raw = _raw(frame, name)
+    raw = field_values(frame, name)
     return raw.map(lambda v: v is True or (isinstance(v, str) and v.lower() == "true")).to_numpy(
         dtype=bool
     )
@@ -286,7 +268,7 @@ def _times(
     prefer_text: bool,
 ) -> tuple[pd.Series, pd.Series]:
     """UTC instants and UTC offsets (minutes) of the documents; see the module docstring."""
-    text = _first([_text(frame, name) for name in text_fields])
+    text = _first([field_text(frame, name) for name in text_fields])
     epoch = _first([_number(frame, name, lines, ctx.file) for name in epoch_fields])
     seconds = (epoch < EPOCH_MS_MIN).fillna(False).to_numpy()
     if seconds.any():
@@ -309,7 +291,9 @@ def _times(
 
     floating = (instant.isna() & wall.notna()).to_numpy()
     if floating.any():
-        utc, local_offset = localize(wall[floating], ctx.timezone)
+        utc, local_offset, _ = place_wall_clock(
+            wall[floating], ctx.timezone, lines=lines[floating], field=text_fields[0], file=ctx.file
+        )
         instant[floating] = utc.to_numpy()
         offset[floating] = local_offset.astype("Float64").to_numpy()
 
@@ -382,7 +366,7 @@ def _entries(docs: list[tuple[dict, int]], ctx: _Context) -> tuple[pd.DataFrame,
     lines = np.array([line for _, line in docs])
     sgv = _number(frame, "sgv", lines, ctx.file)
     mbg = _number(frame, "mbg", lines, ctx.file)
-    kind = _text(frame, "type").str.lower()
+    kind = field_text(frame, "type").str.lower()
     kind = kind.fillna(
         pd.Series(
             np.where(sgv.notna(), "sgv", np.where(mbg.notna(), "mbg", "")),
@@ -425,7 +409,7 @@ def _entries(docs: list[tuple[dict, int]], ctx: _Context) -> tuple[pd.DataFrame,
         glucose_mg_dl=np.where(is_mbg, mbg, np.where(low, DEXCOM_FLOOR_MG_DL, sgv)),
         source=np.where(is_mbg, "fingerstick", "cgm"),
         censored=np.where(low, "below", ""),
-        device=_text(frame, "device").to_numpy(),
+        device=field_text(frame, "device").to_numpy(),
         flag=noise.map(NOISE_FLAGS).astype("string").to_numpy(),
     )[reading]
     codes = Counter(str(int(code)) for code in sgv[status])
@@ -458,11 +442,11 @@ def _treatments(docs: list[tuple[dict, int]], ctx: _Context) -> _Treatments:
     def num(name: str) -> pd.Series:
         return _number(frame, name, lines, ctx.file)
 
-    event = _text(frame, "eventType").fillna("")
+    event = field_text(frame, "eventType").fillna("")
     event = event.mask(event.str.lower() == "<none>", "")
     low_event = event.str.lower()
-    kind = _text(frame, "type").str.lower().fillna("")
-    reason = _text(frame, "reason").str.lower().fillna("")
+    kind = field_text(frame, "type").str.lower().fillna("")
+    reason = field_text(frame, "reason").str.lower().fillna("")
     time, offset = _times(
         frame,
         lines,
@@ -472,10 +456,10 @@ def _treatments(docs: list[tuple[dict, int]], ctx: _Context) -> _Treatments:
         prefer_text=True,
     )
     # enteredBy names the uploading app or, from the Care Portal, a person: only apps are kept
-    entered_by = _text(frame, "enteredBy")
+    entered_by = field_text(frame, "enteredBy")
     app = entered_by.str.contains("://", regex=False) | entered_by.str.lower().isin(UPLOADER_APPS)
     base = _base(time, offset, lines, ctx).assign(
-        device=_text(frame, "device").fillna(entered_by.where(app.fillna(False))).to_numpy()
+        device=field_text(frame, "device").fillna(entered_by.where(app.fillna(False))).to_numpy()
     )
     insulin, entered, carbs = num("insulin"), num("enteredinsulin"), num("carbs")
     duration = num("duration").fillna(num("durationInMilliseconds") / 60_000)
@@ -504,7 +488,7 @@ def _treatments(docs: list[tuple[dict, int]], ctx: _Context) -> _Treatments:
     app_name = entered_by.str.lower().fillna("")
     aid_app = app_name.isin(AID_APPS) | app_name.str.startswith("openaps")
     user_action = kind.isin(["superbolus", "emulated_pump_suspend"]) | suspend_event
-    automatic_given = _raw(frame, "automatic").notna().to_numpy()
+    automatic_given = field_values(frame, "automatic").notna().to_numpy()
     basal_automated = np.where(
         automatic_given, _truthy(frame, "automatic"), (aid_app & ~user_action).to_numpy()
     )
@@ -524,7 +508,7 @@ def _treatments(docs: list[tuple[dict, int]], ctx: _Context) -> _Treatments:
     from_rate = num("relative").to_numpy() * duration.to_numpy() / 60
     remainder = entered.to_numpy() - insulin.to_numpy()
     extended = np.where(combo, _first_finite(split, from_rate, remainder), np.nan)
-    square = kind.isin(["square"]) | _text(frame, "bolusType").str.lower().isin(["square"])
+    square = kind.isin(["square"]) | field_text(frame, "bolusType").str.lower().isin(["square"])
     extended = np.where(square.to_numpy(), total, extended)
     delivery = np.select(
         [extended >= total - 1e-9, extended > 0], ["extended", "dual"], default="normal"
@@ -548,33 +532,32 @@ def _treatments(docs: list[tuple[dict, int]], ctx: _Context) -> _Treatments:
         duration_min=np.where(spread, duration, np.nan),
         automated=bolus_automated,
         insulin_class=np.where(_truthy(frame, "isBasalInsulin"), "long", "rapid"),
-        insulin_name=_text(frame, "insulinType").to_numpy(),
+        insulin_name=field_text(frame, "insulinType").to_numpy(),
         flag=np.where(combo & np.isnan(extended), "combo-split-unknown", None),
     )[is_bolus]
     bolus["flag"] = bolus["flag"].astype("string")
 
     # carbohydrates (also those entered with a bolus or in a Bolus Wizard)
     has_carbs = (carbs.notna() & (carbs != 0)).to_numpy()
-    note = _join(
-        [
-            _text(frame, "notes"),
-            _text(frame, "foodType"),
-            _grams("protein", num("protein")),
-            _grams("fat", num("fat")),
-        ]
+    note = join_texts(
+        field_text(frame, "notes"),
+        field_text(frame, "foodType"),
+        _grams("protein", num("protein")),
+        _grams("fat", num("fat")),
+        sep="; ",
     )
     carb_table = base.assign(carbs_g=carbs.to_numpy(), note=note.to_numpy())[has_carbs]
 
     # fingersticks recorded as treatments
     glucose = num("glucose")
-    glucose_type = _text(frame, "glucoseType").str.lower()
+    glucose_type = field_text(frame, "glucoseType").str.lower()
     has_glucose = glucose.notna() & (glucose != 0)
     finger = has_glucose & (
         glucose_type.isin(["finger", "manual", "meter"]).fillna(False)
         | (glucose_type.isna() & (low_event == "bg check"))
     )
     finger = finger.to_numpy()
-    factor = _unit_factor(_text(frame, "units"), glucose, finger, lines, ctx.file)
+    factor = _unit_factor(field_text(frame, "units"), glucose, finger, lines, ctx.file)
     sticks = base.assign(
         glucose_mg_dl=glucose.to_numpy() * factor, source="fingerstick", censored=""
     )[finger]
@@ -622,15 +605,6 @@ def _first_finite(*candidates: np.ndarray) -> np.ndarray:
 def _grams(name: str, values: pd.Series) -> pd.Series:
     text = values.map(lambda v: f"{name} {v:g} g", na_action="ignore")
     return text.astype("string")
-
-
-def _join(parts: list[pd.Series]) -> pd.Series:
-    """Non-missing parts joined with '; ' (missing when all are missing)."""
-    out = pd.Series(pd.NA, index=parts[0].index, dtype="string")
-    for part in parts:
-        part = part.astype("string")
-        out = (out + "; " + part).fillna(out).fillna(part)
-    return out
 
 
 def _unit_factor(

@@ -59,8 +59,8 @@ import pandas as pd
 
 from glucotwin.data.errors import DataError
 from glucotwin.data.formats import Format, ImportOptions
-from glucotwin.data.model import Recording, localize
-from glucotwin.data.textio import parse_number, parse_wall_clock
+from glucotwin.data.model import Recording
+from glucotwin.data.textio import parse_number, parse_wall_clock, place_wall_clock
 
 DATE_FORMAT = "%d-%m-%Y %H:%M:%S"
 ROOT = re.compile(rb"^(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*<patient\b[^>]*\bid\s*=", re.S)
@@ -195,10 +195,14 @@ class _Streams:
 
     def when(self, frame: pd.DataFrame, stream: str, name: str) -> tuple[pd.Series, pd.Series]:
         """(UTC time, UTC offset in minutes) of attribute ``name``."""
-        try:
-            return localize(self.wall(frame, stream, name), self.timezone)
-        except DataError as exc:
-            raise exc.located(self.path) from None
+        time, offset, _ = place_wall_clock(
+            self.wall(frame, stream, name),
+            self.timezone,
+            lines=frame["line"],
+            field=f"{stream}.{name}",
+            file=self.path,
+        )
+        return time, offset
 
     def number(self, frame: pd.DataFrame, stream: str, name: str) -> pd.Series:
         return parse_number(

@@ -24,15 +24,16 @@ One row per sample of a homogeneous time grid (5 min in every example), in any c
   written ``NaN``.
 
 ``patient_info.csv`` (``patient,u2ss,bw``: patient number, steady-state basal insulin
-u2ss in mU/(kg·min), body weight in kg) is not a time series: importing it raises a
-:class:`DataError` that says so. When it sits in the folder of a data file, its row is attached
-as ``meta["patient_info"]`` and the subject becomes ``replaybg-<patient>`` (so ``data_day_1`` and
-``data_day_2`` of one person share a subject); otherwise the subject is the file stem.
+u2ss in mU/(kg·min), body weight in kg) is not a time series: importing it gives a recording
+without rows whose ``meta["patient_info"]`` holds ``patient``, ``u2ss_mu_per_kg_per_min`` and
+``body_weight_kg``. When it sits in the folder of a data file, the same row is attached to that
+file's ``meta["patient_info"]``. Either way the subject is ``replaybg-<patient>`` (so
+``data_day_1`` and ``data_day_2`` of one person share a subject); a data file without one
+next to it takes the file stem.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,16 @@ import pandas as pd
 
 from glucotwin.data.errors import DataError
 from glucotwin.data.formats import Format, ImportOptions
-from glucotwin.data.model import Recording, localize
-from glucotwin.data.textio import first_bad, parse_number, parse_wall_clock, read_text
+from glucotwin.data.model import Recording
+from glucotwin.data.textio import (
+    first_bad,
+    parse_number,
+    parse_wall_clock,
+    place_wall_clock,
+    read_csv_table,
+    read_text,
+    reject_negative,
+)
 
 REQUIRED = frozenset({"t", "glucose", "cho", "bolus", "basal", "bolus_label", "cho_label"})
 OPTIONAL = frozenset({"SMBG", "CR", "CF", "exercise"})
@@ -52,6 +61,7 @@ TIME_FORMAT = "%d-%b-%Y %H:%M:%S"
 MEALS = {"B": "breakfast", "L": "lunch", "D": "dinner", "S": "snack"}
 CORRECTION = "C"
 MISSING = ("", "NaN", "nan")
+DATASET = {"dataset": "ReplayBG data (Cappon et al. 2023, doi:10.1109/TBME.2023.3286856)"}
 
 
 def _header(text: str) -> list[str]:
@@ -65,23 +75,11 @@ def _sniff(path: Path, head: bytes) -> bool:
     return tuple(names) == PATIENT_INFO or REQUIRED <= set(names) <= REQUIRED | OPTIONAL
 
 
-def _read_csv(path: Path, text: str) -> tuple[pd.DataFrame, np.ndarray]:
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False
-        )
-    except pd.errors.ParserError as exc:
-        raise DataError(f"malformed CSV: {exc}", file=path.name) from exc
-    frame.columns = [c.strip() for c in frame.columns]
-    frame = frame.fillna("").apply(lambda column: column.str.strip())
-    lines = np.arange(len(frame)) + 2
-    blank = (frame == "").all(axis=1).to_numpy()
-    return frame[~blank].reset_index(drop=True), lines[~blank]
-
-
-def read_patient_info(path: Path) -> dict[str, Any]:
+def read_patient_info(path: Path, text: str | None = None) -> dict[str, Any]:
     """``patient_info.csv`` -> ``{"patient", "u2ss_mu_per_kg_per_min", "body_weight_kg"}``."""
-    frame, lines = _read_csv(path, read_text(path))
+    frame, lines = read_csv_table(
+        read_text(path) if text is None else text, file=path.name, strip_cells=True
+    )
     if tuple(frame.columns) != PATIENT_INFO:
         raise DataError(f"expected the header {','.join(PATIENT_INFO)}", file=path.name, line=1)
     if len(frame) != 1:
@@ -101,13 +99,18 @@ def _read(path: Path, options: ImportOptions) -> Recording:
     name = path.name
     text = read_text(path)
     if tuple(_header(text)) == PATIENT_INFO:
-        raise DataError(
-            "this is ReplayBG's patient_info.csv (body weight and steady-state basal insulin), "
-            "not a time series: import the data files next to it; each gets it in "
-            "meta['patient_info']",
+        patient_info = read_patient_info(path, text)
+        subject = options.subject or f"replaybg-{patient_info['patient']}"
+        return Recording.build(
+            meta={
+                "format": "replaybg",
+                **DATASET,
+                "subject": subject,
+                "patient_info": patient_info,
+            },
             file=name,
         )
-    frame, lines = _read_csv(path, text)
+    frame, lines = read_csv_table(text, file=name, strip_cells=True)
     missing = sorted(REQUIRED - set(frame.columns))
     if missing:
         raise DataError("column missing from the header", file=name, line=1, field=missing[0])
@@ -118,7 +121,7 @@ def _read(path: Path, options: ImportOptions) -> Recording:
         raise DataError("at least two samples are needed to know the time step", file=name, line=2)
     wall = parse_wall_clock(frame["t"], TIME_FORMAT, lines=lines, field="t", file=name)
     step_min = _step_minutes(wall, lines, name)
-    time, offset = localize(wall, options.timezone)
+    time, offset, _ = place_wall_clock(wall, options.timezone, lines=lines, field="t", file=name)
     info_path = path.parent / PATIENT_INFO_FILE
     patient_info = read_patient_info(info_path) if info_path.is_file() else None
     subject = options.subject or (
@@ -133,14 +136,7 @@ def _read(path: Path, options: ImportOptions) -> Recording:
             return pd.Series(np.nan, index=frame.index)
         values = frame[column].mask(frame[column].isin(MISSING), "")
         parsed = parse_number(values, lines=lines, field=column, file=name)
-        negative = (parsed < 0).to_numpy()
-        if negative.any():
-            raise DataError(
-                f"negative value {parsed[negative].iloc[0]:g}",
-                file=name,
-                line=first_bad(negative, lines),
-                field=column,
-            )
+        reject_negative(parsed, lines=lines, field=column, file=name)
         return parsed
 
     cho_g = number("cho") * step_min
@@ -180,7 +176,7 @@ def _read(path: Path, options: ImportOptions) -> Recording:
     )
     meta = {
         "format": "replaybg",
-        "dataset": "ReplayBG data (Cappon et al. 2023, doi:10.1109/TBME.2023.3286856)",
+        **DATASET,
         "subject": subject,
         "timezone": options.timezone,
         "step_min": step_min,

@@ -62,8 +62,12 @@ and the first row's local time go to ``meta`` (the named start differs from the 
 dated November 2020; the rows' dates are kept). When the summary workbook
 ``Shanghai_T1DM_Summary.xlsx``/``Shanghai_T2DM_Summary.xlsx`` sits next to the period's folder,
 that period's row (age, sex, diabetes type, HbA1c, laboratory results, medications) is attached
-as ``meta["clinical"]``. The summary workbook itself is not a time series: importing it raises a
-:class:`DataError` that says so (its rows reach the recordings through the period files).
+as ``meta["clinical"]``. The summary workbook itself is not a time series: importing it gives a
+recording without rows whose ``meta["clinical"]`` holds every row, keyed by subject
+(``shanghai-PPPP``) and then period index (``"0"``, ``"1"``...; JSON keys are text), each with
+its ``record_id``, ``period_start`` and Excel ``row``. Numbers stay numbers; ``/`` (not measured)
+is ``None``; ``sex`` is ``"female"``/``"male"`` (coded 1/2). A row whose patient number is not a
+record id ``PPPP_k_YYYYMMDD``, or a period given twice, is an error.
 """
 
 from __future__ import annotations
@@ -82,9 +86,10 @@ import xlrd
 
 from glucotwin.data.errors import DataError
 from glucotwin.data.formats import Format, ImportOptions
-from glucotwin.data.model import Recording, localize
-from glucotwin.data.textio import first_bad
+from glucotwin.data.model import Recording
+from glucotwin.data.textio import first_bad, parse_number_cells, place_wall_clock
 
+DATASET = "ShanghaiT1DM/T2DM (Zhao et al. 2023, doi:10.1038/s41597-023-01940-7)"
 XLS_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # OLE2 compound file (legacy Excel)
 XLSX_MAGIC = b"PK\x03\x04"  # zip container (Office Open XML)
 DATASET_TIMEZONE = "Asia/Shanghai"
@@ -294,12 +299,7 @@ def _read(path: Path, options: ImportOptions) -> Recording:
     if not rows:
         raise DataError("the sheet is empty", file=name, line=1)
     if _is_summary([_normalise(v) for v in rows[0] if v is not None]):
-        raise DataError(
-            "this is the dataset's clinical summary workbook (one row per recording period), "
-            "not a time series: import the period workbooks in the folder next to it; each "
-            "gets its summary row in meta['clinical']",
-            file=name,
-        )
+        return _read_summary(path, sheet_name, rows)
     header = rows[0]
     roles, pump_insulin = _roles(header, name)
     headers = {role: str(header[i]).strip() for role, i in roles.items()}
@@ -347,7 +347,9 @@ def _read(path: Path, options: ImportOptions) -> Recording:
 
     wall = _dates(cells["date"], lines, headers["date"], name)
     timezone = options.timezone or DATASET_TIMEZONE
-    time, offset = localize(wall, timezone)
+    time, offset, _ = place_wall_clock(
+        wall, timezone, lines=lines, field=headers["date"], file=name
+    )
     record = RECORD_NAME.fullmatch(path.stem)
     patient = record.group("patient") if record else path.stem
     subject = options.subject or f"shanghai-{patient}"
@@ -360,7 +362,9 @@ def _read(path: Path, options: ImportOptions) -> Recording:
         return cells[role] if role in cells else pd.Series(None, index=cells.index, dtype=object)
 
     def number(role: str) -> pd.Series:
-        return _numbers(column(role), lines, headers.get(role, role), name)
+        return parse_number_cells(
+            column(role), lines=lines, field=headers.get(role, role), file=name
+        )
 
     def listed(values: pd.Series) -> list[dict[str, Any]]:
         """Present values with the local time and row they were written at."""
@@ -390,7 +394,7 @@ def _read(path: Path, options: ImportOptions) -> Recording:
     summary = _summary_row(path, record.group(0) if record else path.stem)
     meta: dict[str, Any] = {
         "format": "shanghai",
-        "dataset": "ShanghaiT1DM/T2DM (Zhao et al. 2023, doi:10.1038/s41597-023-01940-7)",
+        "dataset": DATASET,
         "record_id": path.stem,
         "patient": patient,
         "period": int(record.group("period")) if record else None,
@@ -436,20 +440,6 @@ def _json(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value.strip() if isinstance(value, str) else value
-
-
-def _numbers(values: pd.Series, lines: np.ndarray, field: str, file: str) -> pd.Series:
-    """Number cells (numeric text too) as float64; missing stays NaN, anything else raises."""
-    parsed = pd.to_numeric(values, errors="coerce").astype("float64")
-    bad = (parsed.isna() & values.notna()).to_numpy()
-    if bad.any():
-        raise DataError(
-            f"{values[bad].iloc[0]!r} is not a number",
-            file=file,
-            line=first_bad(bad, lines),
-            field=field,
-        )
-    return parsed
 
 
 def _texts(values: pd.Series) -> pd.Series:
@@ -576,11 +566,11 @@ def _pump(base, bolus, basal, insulin, lines, headers, file) -> tuple[pd.DataFra
                 line=int(lines[text.index[unknown][0]]),
                 field=headers[role],
             )
-        number = _numbers(
+        number = parse_number_cells(
             values.mask(values.index.isin(text.index[~number_text]), None),
-            lines,
-            headers.get(role, role),
-            file,
+            lines=lines,
+            field=headers.get(role, role),
+            file=file,
         )
         suspend = values.index.isin(text.index[suspend_text])
         read[role] = (number, suspend, text[drug])
@@ -634,6 +624,11 @@ def _summary_row(path: Path, record_id: str) -> tuple[dict[str, Any], str] | Non
 def _summary(path: str, mtime_ns: int, size: int) -> dict[str, tuple[int, tuple]]:
     """Record id -> (Excel row, clinical fields) of a summary workbook (cached per version)."""
     _, rows = _xlsx_sheet(Path(path))
+    return _clinical_rows(rows)
+
+
+def _clinical_rows(rows: list[list[Any]]) -> dict[str, tuple[int, tuple]]:
+    """Record id -> (Excel row, clinical fields) of a summary sheet ({} for another sheet)."""
     if not rows or not _is_summary([_normalise(v) for v in rows[0] if v is not None]):
         return {}
     keys = [
@@ -651,6 +646,45 @@ def _summary(path: str, mtime_ns: int, size: int) -> dict[str, tuple[int, tuple]
                 fields["hba1c_percent"] = round(0.09148 * hba1c + 2.152, 2)
             out[str(record).strip()] = (number, tuple(fields.items()))
     return out
+
+
+def _read_summary(path: Path, sheet_name: str, rows: list[list[Any]]) -> Recording:
+    """A summary workbook: no rows, its clinical rows by subject and period in ``meta``."""
+    clinical: dict[str, dict[str, dict[str, Any]]] = {}
+    for record_id, (row, fields) in _clinical_rows(rows).items():
+        record = RECORD_NAME.fullmatch(record_id)
+        if record is None:
+            raise DataError(
+                f"{record_id!r} is not a record id PPPP_k_YYYYMMDD",
+                file=path.name,
+                line=row,
+                field=str(rows[0][0]),
+            )
+        periods = clinical.setdefault(f"shanghai-{record['patient']}", {})
+        period = str(int(record["period"]))
+        if period in periods:
+            raise DataError(
+                f"period {period} of patient {record['patient']} appears twice",
+                file=path.name,
+                line=row,
+                field=str(rows[0][0]),
+            )
+        periods[period] = {
+            "record_id": record_id,
+            "period_start": pd.Timestamp(record["start"]).date().isoformat(),
+            "row": row,
+            **dict(fields),
+        }
+    if not clinical:
+        raise DataError("the summary workbook has no rows", file=path.name, line=2)
+    meta = {
+        "format": "shanghai",
+        "dataset": DATASET,
+        "sheet": sheet_name,
+        "clinical": clinical,
+        "clinical_source": path.name,
+    }
+    return Recording.build(meta=meta, file=path.name)
 
 
 def _clinical(key: str, value: Any) -> Any:

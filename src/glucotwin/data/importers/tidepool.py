@@ -56,7 +56,6 @@ Times: ``time`` is the instant. The offset is ``timezoneOffset``, else the datum
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -67,8 +66,16 @@ import pandas as pd
 
 from glucotwin.data.errors import DataError
 from glucotwin.data.formats import Format, ImportOptions
-from glucotwin.data.model import Recording, localize
-from glucotwin.data.textio import first_bad, read_text
+from glucotwin.data.jsonio import field_text, field_values, load_json
+from glucotwin.data.model import Recording
+from glucotwin.data.textio import (
+    first_bad,
+    flag_rows,
+    join_texts,
+    parse_number_cells,
+    place_wall_clock,
+    read_text,
+)
 
 TIDEPOOL_MG_DL_PER_MMOL_L = 18.01559
 """The factor Tidepool divides mg/dL by to store mmol/L (molar mass 180.1559 g/mol)."""
@@ -132,15 +139,7 @@ def _sniff(path: Path, head: bytes) -> bool:
 
 
 def _records(path: Path, file: str) -> list[dict]:
-    text = read_text(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-            file=file,
-            line=exc.lineno,
-        ) from exc
+    data = load_json(read_text(path), file)
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
@@ -187,30 +186,15 @@ def _with_embedded_boluses(data: list[dict]) -> tuple[list[dict], list[int], Cou
 # Column helpers
 
 
-def _raw(frame: pd.DataFrame, name: str) -> pd.Series:
-    if name in frame:
-        return frame[name]
-    return pd.Series(None, index=frame.index, dtype=object)
-
-
 def _number(
     frame: pd.DataFrame, name: str, lines: np.ndarray, file: str, rows: np.ndarray | None = None
 ) -> pd.Series:
     """A numeric field, read (and checked) only in ``rows``: datum types reuse field names for
     other shapes (``duration`` is ms on a basal, an object on a physical activity)."""
-    raw = _raw(frame, name)
+    values = field_values(frame, name)
     if rows is not None:
-        raw = raw.where(rows, None)
-    parsed = pd.to_numeric(raw, errors="coerce").astype("float64")
-    if pd.api.types.is_bool_dtype(raw.dtype) or not pd.api.types.is_numeric_dtype(raw.dtype):
-        boolean = raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
-        bad = (parsed.isna() & raw.notna()).to_numpy() | boolean
-        if bad.any():
-            example = raw.to_numpy()[np.flatnonzero(bad)[0]]
-            raise DataError(
-                f"{example!r} is not a number", file=file, line=first_bad(bad, lines), field=name
-            )
-    return parsed
+        values = values.where(rows, None)
+    return parse_number_cells(values, lines=lines, field=name, file=file)
 
 
 def _nested(frame: pd.DataFrame, name: str, *path: str) -> pd.Series:
@@ -223,27 +207,14 @@ def _nested(frame: pd.DataFrame, name: str, *path: str) -> pd.Series:
             value = value.get(key)
         return value
 
-    return _raw(frame, name).map(dig)
+    return field_values(frame, name).map(dig)
 
 
 def _nested_number(
     frame: pd.DataFrame, name: str, path: tuple[str, ...], lines: np.ndarray, file: str
 ) -> pd.Series:
     values = _nested(frame, name, *path)
-    parsed = pd.to_numeric(values, errors="coerce").astype("float64")
-    bad = (parsed.isna() & values.notna()).to_numpy()
-    if bad.any():
-        raise DataError(
-            f"{values.to_numpy()[bad][0]!r} is not a number",
-            file=file,
-            line=first_bad(bad, lines),
-            field=".".join((name, *path)),
-        )
-    return parsed
-
-
-def _text(frame: pd.DataFrame, name: str) -> pd.Series:
-    return _raw(frame, name).astype("string").str.strip()
+    return parse_number_cells(values, lines=lines, field=".".join((name, *path)), file=file)
 
 
 def mg_dl_from_tidepool_mmol(mmol_l: np.ndarray | pd.Series | float) -> np.ndarray:
@@ -278,7 +249,7 @@ def _annotations(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.Series
     censored = np.full(n, "", dtype=object)
     threshold = np.full(n, np.nan)
     flag = pd.Series(pd.NA, index=frame.index, dtype="string")
-    raw = _raw(frame, "annotations")
+    raw = field_values(frame, "annotations")
     for i in np.flatnonzero(raw.map(lambda v: isinstance(v, list) and len(v) > 0)):
         codes = []
         for note in raw.iloc[i]:
@@ -295,36 +266,35 @@ def _annotations(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.Series
     return censored, threshold, flag
 
 
+def _date_times(
+    frame: pd.DataFrame, name: str, what: str, lines: np.ndarray, file: str, *, utc: bool
+) -> pd.Series:
+    """ISO 8601 times of field ``name``: UTC instants, or naive wall-clock times."""
+    text = field_text(frame, name)
+    parsed = pd.to_datetime(text, format="ISO8601", utc=utc, errors="coerce")
+    bad = (parsed.isna() & text.notna()).to_numpy()
+    if bad.any():
+        raise DataError(
+            f"cannot read the {what} {text.to_numpy()[bad][0]!r}",
+            file=file,
+            line=first_bad(bad, lines),
+            field=name,
+        )
+    return parsed.astype("datetime64[ns, UTC]" if utc else "datetime64[ns]")
+
+
 def _times(
     frame: pd.DataFrame, lines: np.ndarray, file: str, timezone: str | None
 ) -> tuple[pd.Series, pd.Series]:
-    text = _text(frame, "time")
-    instant = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
-    bad = (instant.isna() & text.notna()).to_numpy()
-    if bad.any():
-        raise DataError(
-            f"cannot read the time {text.to_numpy()[bad][0]!r}",
-            file=file,
-            line=first_bad(bad, lines),
-            field="time",
-        )
-    instant = instant.astype("datetime64[ns, UTC]")
-    device_text = _text(frame, "deviceTime")
-    device = pd.to_datetime(device_text, format="ISO8601", errors="coerce")
-    bad = (device.isna() & device_text.notna()).to_numpy()
-    if bad.any():
-        raise DataError(
-            f"cannot read the device time {device_text.to_numpy()[bad][0]!r}",
-            file=file,
-            line=first_bad(bad, lines),
-            field="deviceTime",
-        )
-    device = device.astype("datetime64[ns]")
+    instant = _date_times(frame, "time", "time", lines, file, utc=True)
+    device = _date_times(frame, "deviceTime", "device time", lines, file, utc=False)
     offset = _number(frame, "timezoneOffset", lines, file).astype("Float64")
 
     floating = (instant.isna() & device.notna()).to_numpy()
     if floating.any():
-        utc, local_offset = localize(device[floating], timezone)
+        utc, local_offset, _ = place_wall_clock(
+            device[floating], timezone, lines=lines[floating], field="deviceTime", file=file
+        )
         instant[floating] = utc.to_numpy()
         offset[floating] = local_offset.astype("Float64").to_numpy()
     missing = instant.isna().to_numpy()
@@ -336,7 +306,7 @@ def _times(
     def unknown() -> np.ndarray:
         return offset.isna().to_numpy() & ~floating
 
-    zones = _text(frame, "timezone")
+    zones = field_text(frame, "timezone")
     for zone in zones[unknown()].dropna().unique():
         rows = unknown() & (zones == zone).fillna(False).to_numpy()
         offset[rows] = _zone_offset(instant[rows], zone, lines[rows], file).to_numpy()
@@ -516,15 +486,15 @@ def _read(path: Path, options: ImportOptions) -> Recording:
     data, positions, links = _with_embedded_boluses(data)
     frame = pd.DataFrame.from_records(data)
     lines = np.asarray(positions)
-    key = _text(frame, "id").fillna(_text(frame, "guid"))
+    key = field_text(frame, "id").fillna(field_text(frame, "guid"))
     duplicate = (key.notna() & key.duplicated()).to_numpy()
     frame, lines = frame[~duplicate].reset_index(drop=True), lines[~duplicate]
 
     def num(name: str, rows: np.ndarray) -> pd.Series:
         return _number(frame, name, lines, file, rows)
 
-    kind = _text(frame, "type")
-    sub = _text(frame, "subType").fillna(_text(frame, "deliveryType"))
+    kind = field_text(frame, "type")
+    sub = field_text(frame, "subType").fillna(field_text(frame, "deliveryType"))
     label = (kind + "/" + sub).fillna(kind)
     time, offset = _times(frame, lines, file, options.timezone)
     censored, threshold, flag = _annotations(frame)
@@ -533,7 +503,7 @@ def _read(path: Path, options: ImportOptions) -> Recording:
             "time": time.array,
             "utc_offset_min": offset.array,
             "subject": options.subject or path.stem,
-            "device": _text(frame, "deviceId").array,
+            "device": field_text(frame, "deviceId").array,
             "source_line": lines,
             "flag": flag.array,
         }
@@ -550,7 +520,7 @@ def _read(path: Path, options: ImportOptions) -> Recording:
         raise DataError(
             "glucose datum without a value", file=file, line=first_bad(absent, lines), field="value"
         )
-    mg_dl = _glucose_mg_dl(value, _text(frame, "units"), is_glucose, lines, file)
+    mg_dl = _glucose_mg_dl(value, field_text(frame, "units"), is_glucose, lines, file)
     glucose = base.assign(
         glucose_mg_dl=np.where(np.isnan(threshold), mg_dl, threshold),
         source=np.where(rows("smbg"), "fingerstick", "cgm"),
@@ -559,7 +529,7 @@ def _read(path: Path, options: ImportOptions) -> Recording:
 
     # basal
     is_basal = rows("basal")
-    delivery_type = _text(frame, "deliveryType")
+    delivery_type = field_text(frame, "deliveryType")
     unknown = is_basal & ~delivery_type.isin(list(BASAL_DELIVERY)).to_numpy()
     if unknown.any():
         raise DataError(
@@ -583,7 +553,7 @@ def _read(path: Path, options: ImportOptions) -> Recording:
     status = (
         rows("deviceEvent")
         & (sub == "status").fillna(False).to_numpy()
-        & (_text(frame, "status") == "suspended").fillna(False).to_numpy()
+        & (field_text(frame, "status") == "suspended").fillna(False).to_numpy()
     )
     suspends = basal[basal["delivery"] == "suspend"]
     known = set(zip(suspends["time"], suspends["device"], strict=True))
@@ -622,9 +592,7 @@ def _read(path: Path, options: ImportOptions) -> Recording:
         extended_units_u=extended.to_numpy(),
         duration_min=(num("duration", is_bolus) / 60_000).where(extended.notna()).to_numpy(),
         automated=(sub == "automated").fillna(False).to_numpy(),
-        flag=base["flag"].mask(
-            interrupted.to_numpy(), (base["flag"] + ";interrupted").fillna("interrupted")
-        ),
+        flag=join_texts(base["flag"], flag_rows(interrupted.to_numpy(), "interrupted")),
     )[is_bolus]
     is_injection = rows("insulin")
     acting = _nested(frame, "formulation", "simple", "actingType")
@@ -638,7 +606,7 @@ def _read(path: Path, options: ImportOptions) -> Recording:
 
     # carbohydrates: wizard carb input, food
     is_wizard = rows("wizard")
-    carb_units = _text(frame, "carbUnits")
+    carb_units = field_text(frame, "carbUnits")
     bad_unit = (
         is_wizard
         & carb_units.notna().to_numpy()
@@ -671,8 +639,8 @@ def _read(path: Path, options: ImportOptions) -> Recording:
             base.assign(carbs_g=carb_input.to_numpy())[wizard_carbs],
             base.assign(
                 carbs_g=food_carbs.to_numpy(),
-                meal_type=_text(frame, "meal").to_numpy(),
-                note=_text(frame, "name").to_numpy(),
+                meal_type=field_text(frame, "meal").to_numpy(),
+                note=field_text(frame, "name").to_numpy(),
             )[is_food],
         ],
         ignore_index=True,
@@ -753,15 +721,15 @@ def _activity(
             )
         return (value * factor).to_numpy()
 
-    activity_type = _text(frame, "activityType")
+    activity_type = field_text(frame, "activityType")
     activity_type = (
         activity_type.mask((activity_type == "other").fillna(False))
-        .fillna(_text(frame, "activityTypeOther"))
-        .fillna(_text(frame, "name"))
+        .fillna(field_text(frame, "activityTypeOther"))
+        .fillna(field_text(frame, "name"))
     )
     return base.assign(
         activity_type=activity_type.to_numpy(),
-        intensity=_text(frame, "reportedIntensity").to_numpy(),
+        intensity=field_text(frame, "reportedIntensity").to_numpy(),
         duration_min=converted("duration", MINUTES),
         energy_kcal=converted("energy", KCAL),
         steps=_nested_number(frame, "step", ("count",), lines, file).to_numpy(),
