@@ -1,0 +1,486 @@
+"""Batched fixed-step simulation of the UVA/Padova model: ``lax.scan`` over minutes, ``vmap``
+over patients, the same jit-compiled code for one patient and for a million.
+
+Conventions are simglucose 0.2.11's (see ``shared/data/reference/simglucose/README.md``):
+minute m is the interval [m, m+1) min; its carbs (g) and insulin (U) are spread evenly over
+it (inputs held constant); the meal memory Dbar is updated at the start of the minute
+(:func:`glucotwin.physiology.remember_meal`); the ODE restarts at every minute boundary, so
+input steps and Dbar jumps fall exactly on step boundaries. Recorded row m is the state at
+t = m, before minute m's inputs act.
+
+Each minute is integrated with ``substeps`` classic fourth-order Runge-Kutta steps, and a
+patient who eats in that minute takes ``meal_substeps`` steps instead. Why: while food
+enters the stomach within one minute, Qsto sweeps through the steep tanh switch of gastric
+emptying; one RK4 step over such a minute is off by up to 85 mg in Qsto2 (under 1 mg in any
+other minute), and that error is then absorbed into glucose for hours. Refining only eating
+minutes (4 of 1440 in the reference day) buys the accuracy of a fine step everywhere for
+almost no time. Max |error| against the 30 reference trajectories (either glucose column):
+substeps=1, meal_substeps=8 (the defaults): 4.1e-3 mg/dL; 2 and 16: 5.5e-4; 4 and 32:
+1.2e-4 (the reference's own accuracy is ~1e-4); plain RK4 with 1, 2, 4, 8 steps in every
+minute: 0.21, 0.040, 0.012, 3.4e-3. Speed for each is in benchmarks/RESULTS.md.
+
+The refined steps run in a ``lax.cond`` branch taken only in minutes in which some patient
+of the (chunk of the) batch eats; patients who do not eat take their ``substeps`` steps in
+it too (masked), so every patient's numbers depend only on its own inputs, never on the
+batch. When eating minutes of different patients do not coincide (randomised meal times),
+the refined branch runs nearly every minute and the cost approaches ``meal_substeps``
+steps everywhere: then consider ``meal_substeps=substeps`` with a larger ``substeps``.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from glucotwin.physiology.uva_padova import (
+    MealMemory,
+    UvaPadovaInputs,
+    UvaPadovaParams,
+    UvaPadovaState,
+    initial_meal_memory,
+    inputs_from_doses,
+    remember_meal,
+    steady_state,
+    vector_field,
+)
+
+Record = Literal["glucose", "states", "none"]
+
+GLUCOSE_THRESHOLDS_MG_DL = (54.0, 70.0, 180.0, 250.0)
+"""Range limits of :class:`GlucoseSummary` (international consensus on time in ranges)."""
+
+
+class GlucoseSummary(NamedTuple):
+    """Running statistics of subcutaneous glucose (Gs/Vg, mg/dL), one value per patient.
+
+    Accumulated in the scan carry over the samples at the start of every simulated minute
+    (the rows a full trajectory would hold), so memory does not grow with the horizon.
+    Counts are minutes: ``below_54`` (< 54), ``below_70`` (< 70), ``in_70_180`` (70-180
+    inclusive), ``above_180`` (> 180), ``above_250`` (> 250). Sums are kept in the
+    simulation dtype. Consensus metrics on recorded traces live in ``glucotwin.metrics``.
+    """
+
+    minutes: jax.Array
+    sum_mg_dl: jax.Array
+    sum_squares_mg2_dl2: jax.Array
+    min_mg_dl: jax.Array
+    max_mg_dl: jax.Array
+    below_54: jax.Array
+    below_70: jax.Array
+    in_70_180: jax.Array
+    above_180: jax.Array
+    above_250: jax.Array
+
+    @property
+    def mean_mg_dl(self) -> jax.Array:
+        """Mean glucose, mg/dL."""
+        return self.sum_mg_dl / self.minutes
+
+    @property
+    def sd_mg_dl(self) -> jax.Array:
+        """Population standard deviation of glucose, mg/dL."""
+        mean = self.mean_mg_dl
+        return jnp.sqrt(jnp.maximum(self.sum_squares_mg2_dl2 / self.minutes - mean * mean, 0.0))
+
+    def fraction(self, count: jax.Array) -> jax.Array:
+        """A count field as a fraction of the summarised minutes (e.g. time in range)."""
+        return count / self.minutes
+
+
+def _empty_summary(shape: tuple[int, ...], dtype: jnp.dtype) -> GlucoseSummary:
+    zero = jnp.zeros(shape, dtype)
+    count = jnp.zeros(shape, jnp.int32)
+    return GlucoseSummary(
+        count, zero, zero, jnp.full(shape, jnp.inf, dtype), jnp.full(shape, -jnp.inf, dtype),
+        count, count, count, count, count,
+    )  # fmt: skip
+
+
+def _add_sample(summary: GlucoseSummary, glucose: jax.Array) -> GlucoseSummary:
+    low, hypo, high, very_high = GLUCOSE_THRESHOLDS_MG_DL
+    count = lambda mask: mask.astype(jnp.int32)  # noqa: E731
+    return GlucoseSummary(
+        minutes=summary.minutes + 1,
+        sum_mg_dl=summary.sum_mg_dl + glucose,
+        sum_squares_mg2_dl2=summary.sum_squares_mg2_dl2 + glucose * glucose,
+        min_mg_dl=jnp.minimum(summary.min_mg_dl, glucose),
+        max_mg_dl=jnp.maximum(summary.max_mg_dl, glucose),
+        below_54=summary.below_54 + count(glucose < low),
+        below_70=summary.below_70 + count(glucose < hypo),
+        in_70_180=summary.in_70_180 + count((glucose >= hypo) & (glucose <= high)),
+        above_180=summary.above_180 + count(glucose > high),
+        above_250=summary.above_250 + count(glucose > very_high),
+    )
+
+
+class Simulation(NamedTuple):
+    """Result of :func:`simulate`; arrays have a leading patient axis when the input had one.
+
+    ``glucose_mg_dl`` (subcutaneous, Gs/Vg) and ``plasma_glucose_mg_dl`` (Gp/Vg) have shape
+    ``[patients, minutes]`` (``None`` when ``record="none"``); ``states`` holds the 13 states
+    with that shape per field (``record="states"`` only). Row m is the state at t = m min.
+    ``summary`` is always filled. ``final_state`` and ``final_meal_memory`` are at t =
+    minutes: pass them as ``x0`` and ``meal_memory`` to continue the run exactly.
+    """
+
+    glucose_mg_dl: jax.Array | None
+    plasma_glucose_mg_dl: jax.Array | None
+    states: UvaPadovaState | None
+    summary: GlucoseSummary
+    final_state: UvaPadovaState
+    final_meal_memory: MealMemory
+
+
+def _rk4_step(
+    state: UvaPadovaState,
+    t: jax.Array,
+    h: float,
+    field: Callable[[jax.Array, UvaPadovaState], UvaPadovaState],
+) -> UvaPadovaState:
+    """One classic fourth-order Runge-Kutta step of length h (min)."""
+
+    def shifted(k: UvaPadovaState, scale: float) -> UvaPadovaState:
+        return jax.tree.map(lambda y, dy: y + scale * dy, state, k)
+
+    k1 = field(t, state)
+    k2 = field(t + 0.5 * h, shifted(k1, 0.5 * h))
+    k3 = field(t + 0.5 * h, shifted(k2, 0.5 * h))
+    k4 = field(t + h, shifted(k3, h))
+    return jax.tree.map(
+        lambda y, a, b, c, d: y + (h / 6.0) * (a + 2.0 * (b + c) + d), state, k1, k2, k3, k4
+    )
+
+
+def _integrate_minute(
+    state: UvaPadovaState,
+    t: jax.Array,
+    inputs: UvaPadovaInputs,
+    params: UvaPadovaParams,
+    memory: MealMemory,
+    substeps: int,
+    meal_substeps: int | None = None,
+) -> UvaPadovaState:
+    """Advance one patient over [t, t+1) min with inputs and Dbar held constant.
+
+    ``substeps`` RK4 steps; with ``meal_substeps`` given, a patient who eats in this minute
+    takes ``meal_substeps`` steps instead (the loop runs that often; the others' extra
+    iterations are masked no-ops), so each patient's numbers depend only on its own inputs.
+    """
+
+    def field(time: jax.Array, y: UvaPadovaState) -> UvaPadovaState:
+        return vector_field(time, y, inputs, params, memory)
+
+    # A loop, not unrolled steps: XLA's compile time grows steeply with unrolled RK stages.
+    if meal_substeps is None:
+        h = 1.0 / substeps
+        return lax.fori_loop(
+            0, substeps, lambda i, y: _rk4_step(y, t + i * h, h, field), state, unroll=substeps <= 2
+        )
+    eating = inputs.carbs_mg_per_min > 0
+    n_steps = jnp.where(eating, meal_substeps, substeps)
+    h = jnp.where(eating, 1.0 / meal_substeps, 1.0 / substeps).astype(t.dtype)
+
+    def masked_step(i: int, y: UvaPadovaState) -> UvaPadovaState:
+        stepped = _rk4_step(y, t + i * h, h, field)
+        return jax.tree.map(lambda new, old: jnp.where(i < n_steps, new, old), stepped, y)
+
+    return lax.fori_loop(0, meal_substeps, masked_step, state)
+
+
+def _simulate_batch(
+    params: UvaPadovaParams,
+    carbs_g: jax.Array,
+    insulin_u: jax.Array,
+    x0: UvaPadovaState,
+    memory0: MealMemory,
+    *,
+    substeps: int,
+    meal_substeps: int,
+    record: Record,
+    shared_carbs: bool,
+    shared_insulin: bool,
+) -> Simulation:
+    """The one code path: params, x0, memory batched ``[B]``; inputs ``[N]`` or ``[B, N]``."""
+    dtype = x0.gp_mg_per_kg.dtype
+    batch = x0.gp_mg_per_kg.shape
+    carbs_t = carbs_g if shared_carbs else carbs_g.T  # time-major for the scan
+    insulin_t = insulin_u if shared_insulin else insulin_u.T
+    minutes = jnp.arange(carbs_t.shape[0], dtype=dtype)
+    input_axis = (None if shared_carbs else 0, None if shared_insulin else 0)
+
+    def step_patient(refine, state, memory, carbs, insulin, p, t):
+        memory = remember_meal(memory, state, carbs)
+        inputs = inputs_from_doses(carbs, insulin, p)
+        refined = meal_substeps if refine else None
+        return _integrate_minute(state, t, inputs, p, memory, substeps, refined), memory
+
+    def step_batch(refine, state, memory, carbs, insulin, t):
+        return jax.vmap(
+            functools.partial(step_patient, refine),
+            in_axes=(0, 0, *input_axis, 0, None),
+        )(state, memory, carbs, insulin, params, t)
+
+    def body(carry, xs):
+        state, memory, summary = carry
+        t, carbs, insulin = xs
+        glucose = state.gs_mg_per_kg / params.Vg
+        summary = _add_sample(summary, glucose)
+        if meal_substeps == substeps:
+            new_state, memory = step_batch(False, state, memory, carbs, insulin, t)
+        else:  # the refined branch only runs in minutes in which someone eats
+            new_state, memory = lax.cond(
+                jnp.any(carbs > 0),
+                functools.partial(step_batch, True),
+                functools.partial(step_batch, False),
+                state, memory, carbs, insulin, t,
+            )  # fmt: skip
+        glucose_pair = (glucose, state.gp_mg_per_kg / params.Vg)
+        out = {"glucose": glucose_pair, "states": (glucose_pair, state), "none": None}[record]
+        return (new_state, memory, summary), out
+
+    carry0 = (x0, memory0, _empty_summary(batch, dtype))
+    # Two minutes per loop iteration saves carry copies (12% faster on CPU) when each minute's
+    # integration sits in a cond; without one, XLA fuses the pair badly (5x slower): measured.
+    unroll = 2 if meal_substeps != substeps else 1
+    (final_state, final_memory, summary), out = lax.scan(
+        body, carry0, (minutes, carbs_t, insulin_t), unroll=unroll
+    )
+    to_patient_major = lambda a: jnp.moveaxis(a, 0, -1)  # noqa: E731
+    glucose = plasma = states = None
+    if record == "glucose":
+        glucose, plasma = jax.tree.map(to_patient_major, out)
+    elif record == "states":
+        (glucose, plasma), states = jax.tree.map(to_patient_major, out)
+    return Simulation(glucose, plasma, states, summary, final_state, final_memory)
+
+
+_STATIC = ("substeps", "meal_substeps", "record", "shared_carbs", "shared_insulin")
+CPU_COMPILER_OPTIONS = {"xla_cpu_prefer_vector_width": 512}
+"""XLA options for CPU compilations: 512-bit vectors (AVX-512) ran the reference day 1.2-1.6x
+faster than XLA's default of 256 on the AMD EPYC (Zen 5) of benchmarks/RESULTS.md; CPUs
+without AVX-512 ignore it."""
+_compiled = {
+    "cpu": jax.jit(_simulate_batch, static_argnames=_STATIC, compiler_options=CPU_COMPILER_OPTIONS),
+    "other": jax.jit(_simulate_batch, static_argnames=_STATIC),
+}
+
+DEFAULT_CPU_CHUNK = 512
+"""Patients per compiled call on CPU. Each thread's scan keeps about a hundred arrays of
+``chunk`` values live, which should stay in the core's L2 cache: for 10,000 patient-days on
+the 2-core AMD EPYC of benchmarks/RESULTS.md, chunks of 256 or 512 ran at 17-18k
+patient-days/s, 4096 at 11.7k; 512 also leaves room for CPUs with smaller caches."""
+
+
+def simulate(
+    params: UvaPadovaParams,
+    carbs_g_per_min: jax.Array | np.ndarray,
+    insulin_u_per_min: jax.Array | np.ndarray,
+    x0: UvaPadovaState | None = None,
+    *,
+    meal_memory: MealMemory | None = None,
+    substeps: int = 1,
+    meal_substeps: int = 8,
+    dtype: jnp.dtype = jnp.float64,
+    record: Record = "glucose",
+    chunk_size: int | None = None,
+    workers: int | None = None,
+) -> Simulation:
+    """Simulate patients minute by minute under per-minute carbs (g) and insulin (U).
+
+    ``params`` has scalar fields (one patient) or fields of shape ``[B]`` (a batch, e.g.
+    ``load_virtual_patients().params``). Each input has shape ``[minutes]`` (shared by all
+    patients), ``[1, minutes]`` (likewise) or ``[B, minutes]``; entry m is what is eaten or
+    delivered during minute m, basal included (simglucose's ``Action(CHO, insulin)`` per
+    minute). ``x0`` defaults to :func:`glucotwin.physiology.steady_state` under ``u2ss``
+    and ``meal_memory`` to the memory of that state before any meal. ``substeps`` and
+    ``meal_substeps`` are the RK4 steps per minute (errors for each in the module
+    docstring; the defaults give 4e-3 mg/dL on the reference). ``dtype`` is float64
+    (default) or float32 (faster, same accuracy on the reference: see
+    benchmarks/RESULTS.md). ``record`` chooses what is returned per minute: ``"glucose"``
+    (both glucose columns), ``"states"`` (all 13 states as well) or ``"none"`` (only the
+    streamed :class:`GlucoseSummary` and the final state, so memory does not grow with the
+    horizon).
+
+    Execution: on CPU the batch runs in chunks of ``chunk_size`` patients (default 512;
+    the last chunk is padded) spread over ``workers`` threads (default: the CPUs this
+    process may use), each chunk one call of the same jit-compiled scan; elsewhere, and
+    whenever the arguments are being traced (``jax.grad``, ``jax.jit`` around this), one
+    call takes the whole batch. Results do not depend on the chunking. Arrays sharded over
+    several devices (``jax.sharding``; on CPU after
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=2``) also work, in one call when
+    ``chunk_size >= B``: with shared carbs that ran 1.3x faster than the default threads on
+    2 cores (benchmarks/RESULTS.md). Differentiable w.r.t. ``params``, ``x0`` and inputs.
+    """
+    if record not in ("glucose", "states", "none"):
+        raise ValueError(f"record must be 'glucose', 'states' or 'none', got {record!r}")
+    if substeps < 1 or meal_substeps < 1:
+        raise ValueError("substeps and meal_substeps must be >= 1")
+    dtype = jnp.dtype(dtype)
+    if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    if dtype == jnp.float64 and not jax.config.read("jax_enable_x64"):
+        raise RuntimeError(
+            "float64 simulation needs jax_enable_x64 (importing glucotwin.physiology sets it "
+            "unless GLUCOTWIN_KEEP_JAX_X64=1); enable it or pass dtype=jnp.float32"
+        )
+    cast = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, dtype), tree)  # noqa: E731
+    params = cast(params)
+    single = params.BW.ndim == 0
+    if single:
+        params = jax.tree.map(lambda a: a[None], params)
+    if params.BW.ndim != 1:
+        raise ValueError(f"params fields must be scalars or 1-D, got shape {params.BW.shape}")
+    batch = params.BW.shape[0]
+    carbs, shared_carbs = _batched_input(carbs_g_per_min, batch, "carbs_g_per_min", dtype)
+    insulin, shared_insulin = _batched_input(insulin_u_per_min, batch, "insulin_u_per_min", dtype)
+    if carbs.shape[-1] != insulin.shape[-1]:
+        raise ValueError(
+            f"carbs cover {carbs.shape[-1]} minutes but insulin {insulin.shape[-1]} minutes"
+        )
+    x0 = steady_state(params) if x0 is None else _batched_tree(cast(x0), batch, single, "x0")
+    if meal_memory is None:
+        meal_memory = initial_meal_memory(x0)
+    else:
+        meal_memory = _batched_tree(cast(meal_memory), batch, single, "meal_memory")
+    per_patient = (params, x0, meal_memory, None if shared_carbs else carbs,
+                   None if shared_insulin else insulin)  # fmt: skip
+    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(per_patient))
+    on_cpu = jax.default_backend() == "cpu"
+    run = functools.partial(
+        _compiled["cpu" if on_cpu and not traced else "other"],
+        substeps=substeps, meal_substeps=meal_substeps, record=record,
+        shared_carbs=shared_carbs, shared_insulin=shared_insulin,
+    )  # fmt: skip
+    if chunk_size is None:
+        chunk_size = DEFAULT_CPU_CHUNK if on_cpu else batch
+    if traced or batch <= chunk_size:
+        result = run(params, carbs, insulin, x0, meal_memory)
+    else:
+        result = _run_in_chunks(run, per_patient, carbs, insulin, batch, chunk_size, workers)
+    if single:
+        result = jax.tree.map(lambda a: a[0], result)
+    return result
+
+
+def _run_in_chunks(run, per_patient, carbs, insulin, batch, chunk_size, workers) -> Simulation:
+    """Split the patient axis into chunks of ``chunk_size`` (the last padded with copies of
+    its last patient, then trimmed), run them on a thread pool, concatenate.
+
+    XLA runs each call on its own CPU thread pool and releases the GIL, so two chunks in
+    flight keep two cores busy; small chunks also keep the scan's working set in cache.
+    Slicing and padding are done on host (numpy) views so that no small XLA operations
+    queue behind running chunks.
+    """
+    host = jax.tree.map(np.asarray, per_patient)
+    n_chunks = -(-batch // chunk_size)
+
+    def chunk(i: int) -> Simulation:
+        low, high = i * chunk_size, min((i + 1) * chunk_size, batch)
+        pad = chunk_size - (high - low)
+
+        def take(a: np.ndarray) -> np.ndarray:
+            part = a[low:high]
+            return np.concatenate([part, np.repeat(part[-1:], pad, axis=0)]) if pad else part
+
+        params, x0, memory, carbs_pp, insulin_pp = jax.tree.map(take, host)
+        out = run(
+            params,
+            carbs if carbs_pp is None else carbs_pp,
+            insulin if insulin_pp is None else insulin_pp,
+            x0,
+            memory,
+        )
+        out = jax.block_until_ready(out)
+        return jax.tree.map(lambda a: a[: high - low], out) if pad else out
+
+    if workers is None:
+        workers = _available_cpus()
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, n_chunks))) as pool:
+        parts = list(pool.map(chunk, range(n_chunks)))
+    return jax.tree.map(lambda *leaves: jnp.concatenate(leaves), *parts)
+
+
+def _available_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _batched_input(values, batch: int, name: str, dtype) -> tuple[jax.Array, bool]:
+    array = jnp.asarray(values, dtype)
+    if array.ndim == 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 1:
+        return array, True
+    if array.ndim == 2 and array.shape[0] == batch:
+        return array, False
+    raise ValueError(f"{name} must have shape [minutes] or [{batch}, minutes], got {array.shape}")
+
+
+def _batched_tree(tree, batch: int, single: bool, name: str):
+    if single:
+        tree = jax.tree.map(lambda a: a[None], tree)
+    shapes = {a.shape for a in jax.tree.leaves(tree)}
+    if shapes != {(batch,)}:
+        raise ValueError(f"{name} fields must have shape ({batch},), got {sorted(shapes)}")
+    return tree
+
+
+def read_inputs_csv(path: str | Path, minutes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read a ``minute,carbs_g,insulin_u`` file into dense per-minute arrays (g, U).
+
+    The layout of the reference inputs (``S1_inputs_<patient>.csv``): integer minutes from
+    0, carbs eaten and insulin delivered during that minute. Rows may be sparse: a missing
+    minute means zero carbs and zero insulin. ``minutes`` sets the length (default: last
+    minute + 1). Raises ``ValueError`` naming file, line and field for a bad header, a
+    non-integer, negative or repeated minute, or a negative or non-finite amount.
+    """
+    path = Path(path)
+    rows: dict[int, tuple[float, float]] = {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header] != ["minute", "carbs_g", "insulin_u"]:
+            raise ValueError(f"{path}:1: header must be 'minute,carbs_g,insulin_u', got {header}")
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != 3:
+                raise ValueError(f"{path}:{line}: expected 3 fields, got {len(row)}")
+            try:
+                minute = int(row[0])
+            except ValueError:
+                raise ValueError(
+                    f"{path}:{line}: minute must be an integer, got {row[0]!r}"
+                ) from None
+            if minute < 0 or minute in rows:
+                raise ValueError(f"{path}:{line}: minute {minute} is negative or repeated")
+            amounts = []
+            for field, text in zip(("carbs_g", "insulin_u"), row[1:], strict=True):
+                try:
+                    value = float(text)
+                except ValueError:
+                    raise ValueError(f"{path}:{line}: {field} is not a number: {text!r}") from None
+                if not math.isfinite(value) or value < 0:
+                    raise ValueError(f"{path}:{line}: {field} must be finite and >= 0, got {text}")
+                amounts.append(value)
+            rows[minute] = (amounts[0], amounts[1])
+    length = (max(rows) + 1 if rows else 0) if minutes is None else minutes
+    if rows and max(rows) >= length:
+        raise ValueError(f"{path}: minute {max(rows)} is beyond the requested {length} minutes")
+    carbs = np.zeros(length)
+    insulin = np.zeros(length)
+    for minute, (carb, dose) in rows.items():
+        carbs[minute], insulin[minute] = carb, dose
+    return carbs, insulin
