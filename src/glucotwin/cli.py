@@ -132,6 +132,7 @@ def import_(
 
 def _metrics_table(metrics: dict, title: str) -> Table:
     from glucotwin.metrics import CONSENSUS_TARGETS, check_targets
+    from glucotwin.report.agp import format_value
 
     table = Table(title=title)
     table.add_column("Metric")
@@ -139,22 +140,13 @@ def _metrics_table(metrics: dict, title: str) -> Table:
     table.add_column("Consensus target")
     table.add_column("Met", justify="center")
     for label, value, target, met in check_targets(metrics):
-        table.add_row(label, _fmt(value), target, "[green]yes[/]" if met else "[red]no[/]")
+        verdict = "[green]yes[/]" if met else "[red]no[/]"
+        table.add_row(label, format_value(value, 2), target, verdict)
     for key, value in metrics.items():
         if key in CONSENSUS_TARGETS or isinstance(value, dict | list):
             continue
-        table.add_row(key, _fmt(value), "", "")
+        table.add_row(key, format_value(value, 2), "", "")
     return table
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
 
 
 @app.command()

@@ -101,7 +101,7 @@ def _summary_page(metrics: dict, profile: pd.DataFrame, recording: Recording, ti
     _header(fig, "Ambulatory Glucose Profile (AGP) report", title, metrics)
 
     rows = [
-        (label, _fmt(value), target, "✓" if met else "✗")
+        (label, format_value(value), target, "✓" if met else "✗")
         for label, value, target, met in check_targets(metrics)
     ]
     rows += [
@@ -137,11 +137,14 @@ def _summary_page(metrics: dict, profile: pd.DataFrame, recording: Recording, ti
     return fig
 
 
-def _fmt(value) -> str:
+def format_value(value, decimals: int = 1) -> str:
+    """A metric value for a table: ``n/a`` when not computable, thousands separated."""
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        return f"{value:.1f}"
+        return f"{value:,.{decimals}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
     return str(value)
 
 
