@@ -235,6 +235,148 @@ def demo(
     console.print(f"[dim]{DISCLAIMER}[/]")
 
 
+@app.command("simulate")
+def simulate_(
+    patient: Annotated[
+        str | None,
+        typer.Option("--patient", help="One reference patient (e.g. adult#001), from its x0."),
+    ] = None,
+    cohort: Annotated[
+        str | None,
+        typer.Option(
+            "--cohort",
+            help="'reference' (the 30 simglucose patients) or a cohort "
+            ".parquet from `glucotwin cohort sample`.",
+        ),
+    ] = None,
+    inputs: Annotated[
+        Path | None,
+        typer.Option("--inputs", help="--patient: CSV minute,carbs_g,insulin_u (sparse rows ok)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="--patient: trajectory CSV to write."),
+    ] = None,
+    days: Annotated[int, typer.Option("--days", min=1, help="--cohort: days to simulate.")] = 1,
+    scenario: Annotated[
+        str, typer.Option("--scenario", help="--cohort: scenario (standard: the S1 day).")
+    ] = "standard",
+    summary: Annotated[
+        Path | None,
+        typer.Option("--summary", help="--cohort: per-patient metrics CSV to write."),
+    ] = None,
+) -> None:
+    """Simulate one patient from an inputs file, or a whole cohort through a scenario."""
+    if (patient is None) == (cohort is None):
+        raise fail("give exactly one of --patient (one trajectory) or --cohort (a summary)")
+    if patient is not None:
+        if summary is not None:
+            raise fail("--summary belongs to --cohort; with --patient use --out")
+        if inputs is None or out is None:
+            raise fail("--patient needs --inputs FILE and --out FILE")
+        _simulate_patient(patient, inputs, out)
+    else:
+        if inputs is not None or out is not None:
+            raise fail("--inputs/--out belong to --patient; with --cohort use --summary")
+        if summary is None:
+            raise fail("--cohort needs --summary FILE")
+        _simulate_cohort(cohort, days, scenario, summary)
+
+
+def _simulate_patient(name: str, inputs: Path, out: Path) -> None:
+    from glucotwin.data.sim_inputs import read_inputs_csv, write_trajectory_csv
+    from glucotwin.physiology import PATIENT_NAMES, load_virtual_patients
+    from glucotwin.simulate import simulate
+
+    if name not in PATIENT_NAMES:
+        raise fail(f"unknown patient {name!r}; known: {', '.join(PATIENT_NAMES)}")
+    try:
+        carbs, insulin = read_inputs_csv(inputs)
+    except DataError as exc:
+        raise fail(exc.describe()) from None
+    if carbs.size == 0:
+        raise fail(f"{inputs}: no input rows")
+    patient = load_virtual_patients([name]).take([0])
+    result = simulate(patient.params, carbs, insulin, patient.x0)
+    written = write_trajectory_csv(out, result.glucose_mg_dl[0], result.plasma_glucose_mg_dl[0])
+    console.print(f"Simulated {name} for {carbs.size:,} minutes -> {written}")
+
+
+def _simulate_cohort(source: str, days: int, scenario: str, summary: Path) -> None:
+    import time
+
+    from glucotwin.data.sim_inputs import write_table_csv
+    from glucotwin.simulate.scenario import SCENARIOS, simulate_standard_days, summary_columns
+
+    if scenario not in SCENARIOS:
+        raise fail(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    cohort, groups = _load_cohort(source)
+    start = time.perf_counter()
+    with console.status(f"Simulating {len(cohort):,} patients x {days} day(s)"):
+        result = simulate_standard_days(cohort, days)
+    seconds = time.perf_counter() - start
+    columns = {"patient": list(cohort.names), "group": list(groups), **summary_columns(result)}
+    written = write_table_csv(summary, columns)
+    patient_days = len(cohort) * days
+    console.print(
+        f"Simulated {len(cohort):,} patients x {days} day(s) in {seconds:.2f} s: "
+        f"{patient_days / seconds:,.0f} patient-days/s -> {written}"
+    )
+
+
+def _load_cohort(source: str):
+    from glucotwin.data.cohort import read_cohort
+    from glucotwin.physiology import load_virtual_patients
+    from glucotwin.simulate.population import reference_groups
+
+    if source == "reference":
+        cohort = load_virtual_patients()
+        return cohort, reference_groups(cohort.names)
+    try:
+        return read_cohort(source)
+    except DataError as exc:
+        raise fail(exc.describe()) from None
+
+
+cohort_app = typer.Typer(help="Virtual cohorts: sample new patients.", no_args_is_help=True)
+app.add_typer(cohort_app, name="cohort")
+
+
+@cohort_app.command("sample")
+def cohort_sample(
+    n: Annotated[
+        int, typer.Option("--n", min=1, help="Number of patients (split evenly by age group).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Cohort .parquet to write.")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same cohort).")] = 0,
+) -> None:
+    """Sample plausible virtual patients from a fit to the reference cohort."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from glucotwin.data.cohort import write_cohort
+    from glucotwin.physiology import load_virtual_patients
+    from glucotwin.simulate.population import fit_population, reference_groups, sample_population
+
+    reference = load_virtual_patients()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[drawn]:,} drawn"), console=console) as bar:  # fmt: skip
+        task = bar.add_task("Sampling patients", total=n, drawn=0)
+        fit = fit_population(reference, reference_groups(reference.names))
+
+        def advance(kept: int, drawn: int) -> None:
+            bar.update(task, completed=kept, drawn=drawn)
+
+        try:
+            result = sample_population(fit, n, seed, progress=advance)
+        except RuntimeError as exc:
+            raise fail(str(exc)) from None
+    written = write_cohort(out, result.cohort, result.groups)
+    console.print(
+        f"Accepted {len(result.cohort):,} of {result.drawn:,} candidates "
+        f"(acceptance rate {100 * result.acceptance_rate:.1f} %) -> {written}"
+    )
+
+
 @app.callback(invoke_without_command=True)
 def main(
     version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
