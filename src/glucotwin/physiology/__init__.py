@@ -16,6 +16,32 @@ import jax
 if os.environ.get("GLUCOTWIN_KEEP_JAX_X64") != "1":
     jax.config.update("jax_enable_x64", True)
 
+from glucotwin.physiology.exercise import (
+    DEFAULT_EXERCISE,
+    UVA_PADOVA_EXERCISE,
+    ExerciseParams,
+    ExerciseState,
+    UvaPadovaExerciseParams,
+    with_exercise,
+)
+from glucotwin.physiology.hovorka import (
+    HOVORKA,
+    HOVORKA_PATIENTS,
+    HovorkaParams,
+    HovorkaState,
+    load_hovorka_patients,
+)
+from glucotwin.physiology.model import UVA_PADOVA, Model
+from glucotwin.physiology.t2d import (
+    MEDICATION_EFFECTS,
+    T2D,
+    T2D_PATIENTS,
+    T2dParams,
+    T2dState,
+    apply_medication,
+    insulin_secretion_pmol_per_kg_per_min,
+    load_t2d_patients,
+)
 from glucotwin.physiology.uva_padova import (
     MG_PER_G,
     PMOL_PER_UNIT,
@@ -41,23 +67,44 @@ from glucotwin.physiology.virtual_patients import (
 )
 
 __all__ = [
+    "DEFAULT_EXERCISE",
+    "HOVORKA",
+    "HOVORKA_PATIENTS",
+    "MEDICATION_EFFECTS",
     "MG_PER_G",
     "PATIENT_NAMES",
     "PMOL_PER_UNIT",
+    "T2D",
+    "T2D_PATIENTS",
+    "UVA_PADOVA",
+    "UVA_PADOVA_EXERCISE",
+    "ExerciseParams",
+    "ExerciseState",
+    "HovorkaParams",
+    "HovorkaState",
     "MealMemory",
+    "Model",
+    "T2dParams",
+    "T2dState",
     "TherapySettings",
+    "UvaPadovaExerciseParams",
     "UvaPadovaInputs",
     "UvaPadovaParams",
     "UvaPadovaState",
     "VirtualCohort",
+    "apply_medication",
     "basal_insulin_u_per_min",
     "gastric_emptying_rate",
     "initial_meal_memory",
     "inputs_from_doses",
+    "insulin_secretion_pmol_per_kg_per_min",
+    "load_hovorka_patients",
+    "load_t2d_patients",
     "load_virtual_patients",
     "plasma_glucose_mg_dl",
     "remember_meal",
     "steady_state",
     "subcutaneous_glucose_mg_dl",
     "vector_field",
+    "with_exercise",
 ]

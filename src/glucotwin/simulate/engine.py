@@ -1,10 +1,11 @@
-"""Batched fixed-step simulation of the UVA/Padova model: ``lax.scan`` over minutes, ``vmap``
-over patients, the same jit-compiled code for one patient and for a million.
+"""Batched fixed-step simulation of any physiology model (:class:`glucotwin.physiology.Model`,
+UVA/Padova by default): ``lax.scan`` over minutes, ``vmap`` over patients, the same
+jit-compiled code for one patient and for a million, and for every model.
 
 Conventions are simglucose 0.2.11's (see ``shared/data/reference/simglucose/README.md``):
 minute m is the interval [m, m+1) min; its carbs (g) and insulin (U) are spread evenly over
-it (inputs held constant); the meal memory Dbar is updated at the start of the minute
-(:func:`glucotwin.physiology.remember_meal`); the ODE restarts at every minute boundary, so
+it (inputs held constant); the model's memory (UVA/Padova's meal size Dbar) is updated at
+the start of the minute (``Model.update_memory``); the ODE restarts at every minute boundary, so
 input steps and Dbar jumps fall exactly on step boundaries. Recorded row m is the state at
 t = m, before minute m's inputs act.
 
@@ -36,22 +37,19 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from glucotwin.physiology.model import UVA_PADOVA, Model
 from glucotwin.physiology.uva_padova import (
     MealMemory,
     UvaPadovaInputs,
     UvaPadovaParams,
     UvaPadovaState,
-    initial_meal_memory,
-    inputs_from_doses,
-    remember_meal,
-    steady_state,
     vector_field,
 )
 
@@ -127,19 +125,21 @@ def _add_sample(summary: GlucoseSummary, glucose: jax.Array) -> GlucoseSummary:
 class Simulation(NamedTuple):
     """Result of :func:`simulate`; arrays have a leading patient axis when the input had one.
 
-    ``glucose_mg_dl`` (subcutaneous, Gs/Vg) and ``plasma_glucose_mg_dl`` (Gp/Vg) have shape
-    ``[patients, minutes]`` (``None`` when ``record="none"``); ``states`` holds the 13 states
-    with that shape per field (``record="states"`` only). Row m is the state at t = m min.
-    ``summary`` is always filled. ``final_state`` and ``final_meal_memory`` are at t =
-    minutes: pass them as ``x0`` and ``meal_memory`` to continue the run exactly.
+    ``glucose_mg_dl`` (the model's sensor-site glucose: UVA/Padova's subcutaneous Gs/Vg) and
+    ``plasma_glucose_mg_dl`` (UVA/Padova's Gp/Vg) have shape ``[patients, minutes]``
+    (``None`` when ``record="none"``); ``states`` holds the model's states with that shape
+    per field (``record="states"`` only). Row m is the state at t = m min. ``summary`` is
+    always filled. ``final_state`` and ``final_meal_memory`` (the model's memory: a
+    :class:`MealMemory` for UVA/Padova, ``()`` for memoryless models) are at t = minutes:
+    pass them as ``x0`` and ``meal_memory`` to continue the run exactly.
     """
 
     glucose_mg_dl: jax.Array | None
     plasma_glucose_mg_dl: jax.Array | None
-    states: UvaPadovaState | None
+    states: UvaPadovaState | Any | None
     summary: GlucoseSummary
-    final_state: UvaPadovaState
-    final_meal_memory: MealMemory
+    final_state: UvaPadovaState | Any
+    final_meal_memory: MealMemory | Any
 
 
 def _rk4_step(
@@ -170,16 +170,21 @@ def _integrate_minute(
     memory: MealMemory,
     substeps: int,
     meal_substeps: int | None = None,
+    *,
+    eating: jax.Array | None = None,
+    field_of: Callable[..., Any] = vector_field,
 ) -> UvaPadovaState:
-    """Advance one patient over [t, t+1) min with inputs and Dbar held constant.
+    """Advance one patient over [t, t+1) min with inputs and memory held constant.
 
-    ``substeps`` RK4 steps; with ``meal_substeps`` given, a patient who eats in this minute
-    takes ``meal_substeps`` steps instead (the loop runs that often; the others' extra
-    iterations are masked no-ops), so each patient's numbers depend only on its own inputs.
+    ``substeps`` RK4 steps of the vector field ``field_of`` (UVA/Padova's by default); with
+    ``meal_substeps`` given, a patient who eats in this minute (``eating``, default: carbs in
+    UVA/Padova inputs > 0) takes ``meal_substeps`` steps instead (the loop runs that often;
+    the others' extra iterations are masked no-ops), so each patient's numbers depend only
+    on its own inputs.
     """
 
     def field(time: jax.Array, y: UvaPadovaState) -> UvaPadovaState:
-        return vector_field(time, y, inputs, params, memory)
+        return field_of(time, y, inputs, params, memory)
 
     # A loop, not unrolled steps: XLA's compile time grows steeply with unrolled RK stages.
     if meal_substeps is None:
@@ -187,7 +192,8 @@ def _integrate_minute(
         return lax.fori_loop(
             0, substeps, lambda i, y: _rk4_step(y, t + i * h, h, field), state, unroll=substeps <= 2
         )
-    eating = inputs.carbs_mg_per_min > 0
+    if eating is None:
+        eating = inputs.carbs_mg_per_min > 0
     n_steps = jnp.where(eating, meal_substeps, substeps)
     h = jnp.where(eating, 1.0 / meal_substeps, 1.0 / substeps).astype(t.dtype)
 
@@ -203,49 +209,62 @@ def _simulate_batch(
     carbs_g: jax.Array,
     insulin_u: jax.Array,
     x0: UvaPadovaState,
-    memory0: MealMemory,
+    memory0: Any,
+    extra: jax.Array | None = None,
     *,
     substeps: int,
     meal_substeps: int,
     record: Record,
     shared_carbs: bool,
     shared_insulin: bool,
+    shared_extra: bool = True,
+    model: Model = UVA_PADOVA,
 ) -> Simulation:
-    """The one code path: params, x0, memory batched ``[B]``; inputs ``[N]`` or ``[B, N]``."""
-    dtype = x0.gp_mg_per_kg.dtype
-    batch = x0.gp_mg_per_kg.shape
+    """The one code path for every model: params, x0, memory batched ``[B]``; inputs (and
+    the optional extra input) ``[N]`` or ``[B, N]``."""
+    leaf = jax.tree.leaves(x0)[0]
+    dtype, batch = leaf.dtype, leaf.shape
     carbs_t = carbs_g if shared_carbs else carbs_g.T  # time-major for the scan
     insulin_t = insulin_u if shared_insulin else insulin_u.T
+    extra_t = extra if extra is None or shared_extra else extra.T
     minutes = jnp.arange(carbs_t.shape[0], dtype=dtype)
-    input_axis = (None if shared_carbs else 0, None if shared_insulin else 0)
+    input_axis = (
+        None if shared_carbs else 0,
+        None if shared_insulin else 0,
+        None if shared_extra else 0,
+    )
 
-    def step_patient(refine, state, memory, carbs, insulin, p, t):
-        memory = remember_meal(memory, state, carbs)
-        inputs = inputs_from_doses(carbs, insulin, p)
+    def step_patient(refine, state, memory, carbs, insulin, extra_in, p, t):
+        memory = model.update_memory(memory, state, carbs)
+        inputs = model.inputs_from_doses(carbs, insulin, p, extra_in)
         refined = meal_substeps if refine else None
-        return _integrate_minute(state, t, inputs, p, memory, substeps, refined), memory
+        state = _integrate_minute(
+            state, t, inputs, p, memory, substeps, refined,
+            eating=carbs > 0, field_of=model.vector_field,
+        )  # fmt: skip
+        return state, memory
 
-    def step_batch(refine, state, memory, carbs, insulin, t):
+    def step_batch(refine, state, memory, carbs, insulin, extra_in, t):
         return jax.vmap(
             functools.partial(step_patient, refine),
             in_axes=(0, 0, *input_axis, 0, None),
-        )(state, memory, carbs, insulin, params, t)
+        )(state, memory, carbs, insulin, extra_in, params, t)
 
     def body(carry, xs):
         state, memory, summary = carry
-        t, carbs, insulin = xs
-        glucose = state.gs_mg_per_kg / params.Vg
+        t, carbs, insulin, extra_in = xs
+        glucose = model.glucose_mg_dl(state, params)
         summary = _add_sample(summary, glucose)
         if meal_substeps == substeps:
-            new_state, memory = step_batch(False, state, memory, carbs, insulin, t)
+            new_state, memory = step_batch(False, state, memory, carbs, insulin, extra_in, t)
         else:  # the refined branch only runs in minutes in which someone eats
             new_state, memory = lax.cond(
                 jnp.any(carbs > 0),
                 functools.partial(step_batch, True),
                 functools.partial(step_batch, False),
-                state, memory, carbs, insulin, t,
+                state, memory, carbs, insulin, extra_in, t,
             )  # fmt: skip
-        glucose_pair = (glucose, state.gp_mg_per_kg / params.Vg)
+        glucose_pair = (glucose, model.plasma_glucose_mg_dl(state, params))
         out = {"glucose": glucose_pair, "states": (glucose_pair, state), "none": None}[record]
         return (new_state, memory, summary), out
 
@@ -254,7 +273,7 @@ def _simulate_batch(
     # integration sits in a cond; without one, XLA fuses the pair badly (5x slower): measured.
     unroll = 2 if meal_substeps != substeps else 1
     (final_state, final_memory, summary), out = lax.scan(
-        body, carry0, (minutes, carbs_t, insulin_t), unroll=unroll
+        body, carry0, (minutes, carbs_t, insulin_t, extra_t), unroll=unroll
     )
     to_patient_major = lambda a: jnp.moveaxis(a, 0, -1)  # noqa: E731
     glucose = plasma = states = None
@@ -265,7 +284,10 @@ def _simulate_batch(
     return Simulation(glucose, plasma, states, summary, final_state, final_memory)
 
 
-_STATIC = ("substeps", "meal_substeps", "record", "shared_carbs", "shared_insulin")
+_STATIC = (
+    "substeps", "meal_substeps", "record", "shared_carbs", "shared_insulin", "shared_extra",
+    "model",
+)  # fmt: skip
 CPU_COMPILER_OPTIONS = {"xla_cpu_prefer_vector_width": 512}
 """XLA options for CPU compilations: 512-bit vectors (AVX-512) ran the reference day 1.2-1.6x
 faster than XLA's default of 256 on the AMD EPYC (Zen 5) of benchmarks/RESULTS.md; CPUs
@@ -283,12 +305,14 @@ patient-days/s, 4096 at 11.7k; 512 also leaves room for CPUs with smaller caches
 
 
 def simulate(
-    params: UvaPadovaParams,
+    params: UvaPadovaParams | Any,
     carbs_g_per_min: jax.Array | np.ndarray,
     insulin_u_per_min: jax.Array | np.ndarray,
-    x0: UvaPadovaState | None = None,
+    x0: UvaPadovaState | Any | None = None,
     *,
-    meal_memory: MealMemory | None = None,
+    model: Model = UVA_PADOVA,
+    extra_inputs: jax.Array | np.ndarray | None = None,
+    meal_memory: MealMemory | Any | None = None,
     substeps: int = 1,
     meal_substeps: int = 8,
     dtype: jnp.dtype = jnp.float64,
@@ -296,21 +320,26 @@ def simulate(
     chunk_size: int | None = None,
     workers: int | None = None,
 ) -> Simulation:
-    """Simulate patients minute by minute under per-minute carbs (g) and insulin (U).
+    """Simulate patients of ``model`` minute by minute under per-minute carbs (g) and insulin (U).
 
-    ``params`` has scalar fields (one patient) or fields of shape ``[B]`` (a batch, e.g.
+    ``model`` (default UVA/Padova, :data:`glucotwin.physiology.UVA_PADOVA`) is a
+    :class:`glucotwin.physiology.Model`; ``params`` are that model's parameters, with scalar
+    fields (one patient) or fields of shape ``[B]`` (a batch, e.g.
     ``load_virtual_patients().params``). Each input has shape ``[minutes]`` (shared by all
     patients), ``[1, minutes]`` (likewise) or ``[B, minutes]``; entry m is what is eaten or
     delivered during minute m, basal included (simglucose's ``Action(CHO, insulin)`` per
-    minute). ``x0`` defaults to :func:`glucotwin.physiology.steady_state` under ``u2ss``
-    and ``meal_memory`` to the memory of that state before any meal. ``substeps`` and
+    minute). ``extra_inputs`` (same shapes) is the model's extra per-minute input
+    (``model.extra_input``, e.g. heart rate in bpm for the exercise model); without it the
+    model uses its basal value. ``x0`` defaults to ``model.steady_state(params)`` (for
+    UVA/Padova :func:`glucotwin.physiology.steady_state` under ``u2ss``) and
+    ``meal_memory`` to the model's memory of that state before any meal. ``substeps`` and
     ``meal_substeps`` are the RK4 steps per minute (errors for each in the module
     docstring; the defaults give 4e-3 mg/dL on the reference). ``dtype`` is float64
     (default) or float32 (faster, same accuracy on the reference: see
     benchmarks/RESULTS.md). ``record`` chooses what is returned per minute: ``"glucose"``
     (both glucose columns), ``"states"`` (all 13 states as well) or ``"none"`` (only the
     streamed :class:`GlucoseSummary` and the final state, so memory does not grow with the
-    horizon).
+    horizon). For UVA/Padova, ``states`` are the 13 :class:`UvaPadovaState` fields.
 
     Execution: on CPU the batch runs in chunks of ``chunk_size`` patients (default 512;
     the last chunk is padded) spread over ``workers`` threads (default: the CPUs this
@@ -334,46 +363,62 @@ def simulate(
             "float64 simulation needs jax_enable_x64 (importing glucotwin.physiology sets it "
             "unless GLUCOTWIN_KEEP_JAX_X64=1); enable it or pass dtype=jnp.float32"
         )
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a glucotwin.physiology.Model, got {type(model)!r}")
     cast = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, dtype), tree)  # noqa: E731
     params = cast(params)
-    single = params.BW.ndim == 0
+    shape = _params_shape(params)
+    single = shape == ()
     if single:
         params = jax.tree.map(lambda a: a[None], params)
-    if params.BW.ndim != 1:
-        raise ValueError(f"params fields must be scalars or 1-D, got shape {params.BW.shape}")
-    batch = params.BW.shape[0]
+    elif len(shape) != 1:
+        raise ValueError(f"params fields must be scalars or 1-D, got shape {shape}")
+    batch = jax.tree.leaves(params)[0].shape[0]
     carbs, shared_carbs = _batched_input(carbs_g_per_min, batch, "carbs_g_per_min", dtype)
     insulin, shared_insulin = _batched_input(insulin_u_per_min, batch, "insulin_u_per_min", dtype)
     if carbs.shape[-1] != insulin.shape[-1]:
         raise ValueError(
             f"carbs cover {carbs.shape[-1]} minutes but insulin {insulin.shape[-1]} minutes"
         )
-    x0 = steady_state(params) if x0 is None else _batched_tree(cast(x0), batch, single, "x0")
+    extra, shared_extra = None, True
+    if extra_inputs is not None:
+        if model.extra_input is None:
+            raise ValueError(f"model {model.name!r} takes no extra_inputs")
+        extra, shared_extra = _batched_input(extra_inputs, batch, "extra_inputs", dtype)
+        if extra.shape[-1] != carbs.shape[-1]:
+            raise ValueError(
+                f"carbs cover {carbs.shape[-1]} minutes but extra_inputs {extra.shape[-1]}"
+            )
+    x0 = model.steady_state(params) if x0 is None else _batched_tree(cast(x0), batch, single, "x0")
     if meal_memory is None:
-        meal_memory = initial_meal_memory(x0)
+        meal_memory = model.initial_memory(x0)
     else:
         meal_memory = _batched_tree(cast(meal_memory), batch, single, "meal_memory")
-    per_patient = (params, x0, meal_memory, None if shared_carbs else carbs,
-                   None if shared_insulin else insulin)  # fmt: skip
+    per_patient = (
+        params, x0, meal_memory, None if shared_carbs else carbs,
+        None if shared_insulin else insulin, None if shared_extra else extra,
+    )  # fmt: skip
     traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(per_patient))
     on_cpu = jax.default_backend() == "cpu"
     run = functools.partial(
         _compiled["cpu" if on_cpu and not traced else "other"],
         substeps=substeps, meal_substeps=meal_substeps, record=record,
-        shared_carbs=shared_carbs, shared_insulin=shared_insulin,
+        shared_carbs=shared_carbs, shared_insulin=shared_insulin, shared_extra=shared_extra,
+        model=model,
     )  # fmt: skip
     if chunk_size is None:
         chunk_size = DEFAULT_CPU_CHUNK if on_cpu else batch
     if traced or batch <= chunk_size:
-        result = run(params, carbs, insulin, x0, meal_memory)
+        result = run(params, carbs, insulin, x0, meal_memory, extra)
     else:
-        result = _run_in_chunks(run, per_patient, carbs, insulin, batch, chunk_size, workers)
+        shared = (carbs, insulin, extra)
+        result = _run_in_chunks(run, per_patient, shared, batch, chunk_size, workers)
     if single:
         result = jax.tree.map(lambda a: a[0], result)
     return result
 
 
-def _run_in_chunks(run, per_patient, carbs, insulin, batch, chunk_size, workers) -> Simulation:
+def _run_in_chunks(run, per_patient, shared, batch, chunk_size, workers) -> Simulation:
     """Split the patient axis into chunks of ``chunk_size`` (the last padded with copies of
     its last patient, then trimmed), run them on a thread pool, concatenate.
 
@@ -393,14 +438,11 @@ def _run_in_chunks(run, per_patient, carbs, insulin, batch, chunk_size, workers)
             part = a[low:high]
             return np.concatenate([part, np.repeat(part[-1:], pad, axis=0)]) if pad else part
 
-        params, x0, memory, carbs_pp, insulin_pp = jax.tree.map(take, host)
-        out = run(
-            params,
-            carbs if carbs_pp is None else carbs_pp,
-            insulin if insulin_pp is None else insulin_pp,
-            x0,
-            memory,
+        params, x0, memory, *inputs = jax.tree.map(take, host)
+        carbs, insulin, extra = (
+            whole if part is None else part for part, whole in zip(inputs, shared, strict=True)
         )
+        out = run(params, carbs, insulin, x0, memory, extra)
         out = jax.block_until_ready(out)
         return jax.tree.map(lambda a: a[: high - low], out) if pad else out
 
@@ -428,11 +470,18 @@ def _batched_input(values, batch: int, name: str, dtype) -> tuple[jax.Array, boo
     raise ValueError(f"{name} must have shape [minutes] or [{batch}, minutes], got {array.shape}")
 
 
+def _params_shape(params) -> tuple[int, ...]:
+    shapes = {leaf.shape for leaf in jax.tree.leaves(params)}
+    if len(shapes) != 1:
+        raise ValueError(f"params fields have different shapes: {sorted(shapes)}")
+    return shapes.pop()
+
+
 def _batched_tree(tree, batch: int, single: bool, name: str):
     if single:
         tree = jax.tree.map(lambda a: a[None], tree)
     shapes = {a.shape for a in jax.tree.leaves(tree)}
-    if shapes != {(batch,)}:
+    if shapes and shapes != {(batch,)}:
         raise ValueError(f"{name} fields must have shape ({batch},), got {sorted(shapes)}")
     return tree
 
