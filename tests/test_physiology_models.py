@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from glucotwin.physiology import (
+    DEFAULT_EXERCISE,
     HOVORKA,
     T2D,
     UVA_PADOVA,
     UVA_PADOVA_EXERCISE,
-    ExerciseParams,
     HovorkaParams,
     T2dParams,
     apply_medication,
@@ -120,7 +120,11 @@ def test_exercise_at_rest_is_exactly_uva_padova():
 
 
 def test_45_minutes_at_120_bpm_lower_glucose():
-    """DM2009 scenario shape: exercise after lunch; glucose falls below the same day at rest."""
+    """DM2009 scenario shape: exercise after lunch; glucose falls below the same day at rest.
+
+    adult#001 (DM2009 model C parameters): 10 mg/dL lower at the end of exercise, 44 mg/dL
+    two hours later, 55 mg/dL at most (about five hours after).
+    """
     params = with_exercise(uva_patients())
     carbs = np.zeros(DAY)
     carbs[[420, 720, 1080]] = [50.0, 70.0, 80.0]
@@ -135,6 +139,93 @@ def test_45_minutes_at_120_bpm_lower_glucose():
     assert np.all(drop >= 0)
     assert np.all(drop.max(axis=1) > 10)  # mg/dL
     assert np.all(active.summary.mean_mg_dl < rest.summary.mean_mg_dl)
+    adult = np.asarray(rest.glucose_mg_dl - active.glucose_mg_dl)[0]
+    np.testing.assert_allclose(adult[[945, 945 + 120]], [9.95, 43.8], atol=0.1)  # mg/dL
+
+
+def test_exercise_effect_decays_with_t_ex_and_is_gone_after_the_reset():
+    """Model C keeps insulin action raised for about a day: Z decays as exp(-t/T_ex),
+    T_ex = 600 min, so 24 h after exercise glucose is still lower (adult#001: 12 mg/dL);
+    once Z < 0.05 (about 30 h) W is reset and the day-3 glucose equals the rest day's."""
+    params = with_exercise(uva_patients())
+    days = 3
+    carbs = np.zeros(days * DAY)
+    insulin = basal_insulin(UVA_PADOVA_EXERCISE, params, days * DAY)
+    for day in range(days):
+        meals = day * DAY + np.array([420, 720, 1080])
+        carbs[meals] = [50.0, 70.0, 80.0]
+        insulin[:, meals] += 3.0
+    heart_rate = np.full(days * DAY, 60.0)
+    heart_rate[900:945] = 120.0
+    rest = simulate(params, carbs, insulin, model=UVA_PADOVA_EXERCISE)
+    active = simulate(
+        params, carbs, insulin, model=UVA_PADOVA_EXERCISE, extra_inputs=heart_rate,
+        record="states",
+    )  # fmt: skip
+    drop = np.asarray(rest.glucose_mg_dl - active.glucose_mg_dl)
+    day_later = 945 + DAY
+    assert np.all(drop[:, day_later] < drop.max(axis=1) / 3)
+    assert np.all(np.abs(drop[:, 945 + 2 * DAY :]) < 0.1)  # mg/dL
+    z = np.asarray(active.states.z)
+    np.testing.assert_allclose(z[:, day_later] / z[:, 960], np.exp(-(DAY - 15) / 600), rtol=1e-3)
+    w = np.asarray(active.states.w_bpm_min)
+    np.testing.assert_allclose(w[:, 945], 45 * 60, rtol=0.01)  # bpm*min
+    assert np.all(w[:, -1] < 1e-6)
+
+
+def test_post_exercise_insulin_sensitivity_is_raised():
+    """After exercise the same insulin removes more glucose (DM2009 eq. 12: Vmx*(1 +
+    alpha*Z*W) and Km0*(1 - gamma*Z*W*(X + Ib))).
+
+    Mechanism, every patient: at the same glucose and insulin state, -d(dGt/dt)/dX is
+    larger with the Z, W that 45 min at 120 bpm leave. Outcome, adult#001: a meal bolus 2 h
+    after exercise lowers glucose more, at every minute, than the same bolus at rest. (The
+    outcome is not universal: in very insulin-sensitive patients exercise alone lowers
+    glucose so far that the Michaelis-Menten uptake Gt/(Km + Gt) shrinks the bolus's effect.)
+    """
+    params = with_exercise(uva_patients())
+    heart_rate = np.full(DAY, 60.0)
+    heart_rate[600:645] = 120.0
+    insulin = basal_insulin(UVA_PADOVA_EXERCISE, params)
+    exercised = simulate(
+        params, np.zeros(765), insulin[:, :765], model=UVA_PADOVA_EXERCISE,
+        extra_inputs=heart_rate[:765], record="none",
+    ).final_state  # fmt: skip
+    rest_state = UVA_PADOVA_EXERCISE.steady_state(params)
+    inputs = UVA_PADOVA_EXERCISE.inputs_from_doses(0.0, insulin[:, 0], params, None)
+    memory = UVA_PADOVA_EXERCISE.initial_memory(rest_state)
+
+    def sensitivity(z, w):
+        def d_gt(x_pmol_per_l):
+            patient = rest_state.patient._replace(x_pmol_per_l=x_pmol_per_l)
+            state = rest_state._replace(patient=patient, z=z, w_bpm_min=w)
+            derivative = UVA_PADOVA_EXERCISE.vector_field(0.0, state, inputs, params, memory)
+            return derivative.patient.gt_mg_per_kg.sum()
+
+        return -jax.grad(d_gt)(rest_state.patient.x_pmol_per_l)  # (mg/kg/min)/(pmol/L)
+
+    at_rest = sensitivity(rest_state.z, rest_state.w_bpm_min)
+    after = sensitivity(exercised.z, exercised.w_bpm_min)
+    gt, patient = rest_state.patient.gt_mg_per_kg, params.patient
+    np.testing.assert_allclose(at_rest, patient.Vmx * gt / (patient.Km0 + gt), rtol=1e-12)
+    assert np.all(after > 1.5 * at_rest)
+
+    adult = jax.tree.map(lambda v: v[:1], params)
+    carbs = np.zeros(DAY)
+    carbs[765] = 60.0
+    basal = basal_insulin(UVA_PADOVA_EXERCISE, adult)
+    bolus = basal.copy()
+    bolus[:, 765] += 2.0
+
+    def glucose(insulin_u_per_min, hr):
+        run = simulate(adult, carbs, insulin_u_per_min, model=UVA_PADOVA_EXERCISE,
+                       extra_inputs=hr)  # fmt: skip
+        return np.asarray(run.glucose_mg_dl)[0, 770 : 765 + 360]
+
+    lowered_at_rest = glucose(basal, None) - glucose(bolus, None)
+    lowered_after_exercise = glucose(basal, heart_rate) - glucose(bolus, heart_rate)
+    assert np.all(lowered_after_exercise > lowered_at_rest)
+    assert lowered_after_exercise.mean() > lowered_at_rest.mean() + 2  # mg/dL
 
 
 def test_t2d_secretes_insulin_after_a_meal_and_returns_to_basal_without_insulin():
@@ -293,7 +384,7 @@ def test_t2d_validation_rejects_impossible_values():
 
 def test_exercise_validation_and_engine_input_checks():
     with pytest.raises(ValueError, match=r"tau_hr_min \(min\) must be > 0, got -5\.0"):
-        with_exercise(uva_patients(), ExerciseParams(60.0, -5.0, 0.02, 0.02))
+        with_exercise(uva_patients(), DEFAULT_EXERCISE._replace(tau_hr_min=-5.0))
     params = uva_patients()
     insulin = basal_insulin(UVA_PADOVA, params, 10)
     with pytest.raises(ValueError, match="takes no extra_inputs"):
