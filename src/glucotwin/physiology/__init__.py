@@ -32,6 +32,13 @@ from glucotwin.physiology.hovorka import (
     load_hovorka_patients,
 )
 from glucotwin.physiology.model import UVA_PADOVA, Model
+from glucotwin.physiology.pump import (
+    PumpDelivery,
+    PumpParams,
+    deliver_insulin,
+    occlusion_schedule,
+)
+from glucotwin.physiology.sensor import CgmReadings, SensorParams, cgm_readings
 from glucotwin.physiology.t2d import (
     MEDICATION_EFFECTS,
     T2D,
@@ -78,12 +85,16 @@ __all__ = [
     "T2D_PATIENTS",
     "UVA_PADOVA",
     "UVA_PADOVA_EXERCISE",
+    "CgmReadings",
     "ExerciseParams",
     "ExerciseState",
     "HovorkaParams",
     "HovorkaState",
     "MealMemory",
     "Model",
+    "PumpDelivery",
+    "PumpParams",
+    "SensorParams",
     "T2dParams",
     "T2dState",
     "TherapySettings",
@@ -94,6 +105,8 @@ __all__ = [
     "VirtualCohort",
     "apply_medication",
     "basal_insulin_u_per_min",
+    "cgm_readings",
+    "deliver_insulin",
     "gastric_emptying_rate",
     "initial_meal_memory",
     "inputs_from_doses",
@@ -101,6 +114,7 @@ __all__ = [
     "load_hovorka_patients",
     "load_t2d_patients",
     "load_virtual_patients",
+    "occlusion_schedule",
     "plasma_glucose_mg_dl",
     "remember_meal",
     "steady_state",
