@@ -78,7 +78,7 @@ def load_reference(cohort):
     """S1 inputs (from the reference files when present) and expected glucose or None."""
     import numpy as np
 
-    from glucotwin.simulate import read_inputs_csv
+    from glucotwin.data.sim_inputs import read_inputs_csv
 
     if not REFERENCE.is_dir():
         carbs, insulin = scenario_s1(cohort)

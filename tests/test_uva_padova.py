@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from glucotwin.data.sim_inputs import read_inputs_csv
 from glucotwin.physiology import (
     MealMemory,
     UvaPadovaParams,
@@ -24,7 +25,7 @@ from glucotwin.physiology import (
     remember_meal,
     steady_state,
 )
-from glucotwin.simulate import read_inputs_csv, simulate
+from glucotwin.simulate import simulate
 
 DAY = 1440
 ACCEPTANCE_MG_DL = 0.25  # issue 4's bar; the default scheme measures 4.1e-3 (float64)
@@ -294,7 +295,7 @@ def test_read_inputs_csv_fills_missing_minutes_and_reports_bad_rows(tmp_path):
     np.testing.assert_array_equal(insulin, [0, 0, 1.5, 0, 0, 0.25, 0, 0])
     bad = tmp_path / "bad.csv"
     bad.write_text("minute,carbs_g,insulin_u\n0,1,0\n1,-2,0\n")
-    with pytest.raises(ValueError, match=r"bad\.csv:3: carbs_g must be finite and >= 0"):
+    with pytest.raises(ValueError, match=r"bad\.csv:3: field 'carbs_g': must be finite and >= 0"):
         read_inputs_csv(bad)
 
 

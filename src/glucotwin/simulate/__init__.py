@@ -6,7 +6,6 @@ from glucotwin.simulate.engine import (
     GLUCOSE_THRESHOLDS_MG_DL,
     GlucoseSummary,
     Simulation,
-    read_inputs_csv,
     simulate,
 )
 
@@ -14,6 +13,5 @@ __all__ = [
     "GLUCOSE_THRESHOLDS_MG_DL",
     "GlucoseSummary",
     "Simulation",
-    "read_inputs_csv",
     "simulate",
 ]

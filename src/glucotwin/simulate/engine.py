@@ -30,13 +30,10 @@ steps everywhere: then consider ``meal_substeps=substeps`` with a larger ``subst
 
 from __future__ import annotations
 
-import csv
 import functools
-import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -484,52 +481,3 @@ def _batched_tree(tree, batch: int, single: bool, name: str):
     if shapes and shapes != {(batch,)}:
         raise ValueError(f"{name} fields must have shape ({batch},), got {sorted(shapes)}")
     return tree
-
-
-def read_inputs_csv(path: str | Path, minutes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Read a ``minute,carbs_g,insulin_u`` file into dense per-minute arrays (g, U).
-
-    The layout of the reference inputs (``S1_inputs_<patient>.csv``): integer minutes from
-    0, carbs eaten and insulin delivered during that minute. Rows may be sparse: a missing
-    minute means zero carbs and zero insulin. ``minutes`` sets the length (default: last
-    minute + 1). Raises ``ValueError`` naming file, line and field for a bad header, a
-    non-integer, negative or repeated minute, or a negative or non-finite amount.
-    """
-    path = Path(path)
-    rows: dict[int, tuple[float, float]] = {}
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != ["minute", "carbs_g", "insulin_u"]:
-            raise ValueError(f"{path}:1: header must be 'minute,carbs_g,insulin_u', got {header}")
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != 3:
-                raise ValueError(f"{path}:{line}: expected 3 fields, got {len(row)}")
-            try:
-                minute = int(row[0])
-            except ValueError:
-                raise ValueError(
-                    f"{path}:{line}: minute must be an integer, got {row[0]!r}"
-                ) from None
-            if minute < 0 or minute in rows:
-                raise ValueError(f"{path}:{line}: minute {minute} is negative or repeated")
-            amounts = []
-            for field, text in zip(("carbs_g", "insulin_u"), row[1:], strict=True):
-                try:
-                    value = float(text)
-                except ValueError:
-                    raise ValueError(f"{path}:{line}: {field} is not a number: {text!r}") from None
-                if not math.isfinite(value) or value < 0:
-                    raise ValueError(f"{path}:{line}: {field} must be finite and >= 0, got {text}")
-                amounts.append(value)
-            rows[minute] = (amounts[0], amounts[1])
-    length = (max(rows) + 1 if rows else 0) if minutes is None else minutes
-    if rows and max(rows) >= length:
-        raise ValueError(f"{path}: minute {max(rows)} is beyond the requested {length} minutes")
-    carbs = np.zeros(length)
-    insulin = np.zeros(length)
-    for minute, (carb, dose) in rows.items():
-        carbs[minute], insulin[minute] = carb, dose
-    return carbs, insulin
