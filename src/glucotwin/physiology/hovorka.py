@@ -7,7 +7,9 @@ and renal clearance FR), insulin absorption (S1, S2) and kinetics (I), insulin a
 (x1 transport, x2 disposal, x3 endogenous production) and gut absorption (D1, D2; two
 compartments with time-to-maximum tmaxG, so that UG(t) = AG*D*t*exp(-t/tmaxG)/tmaxG^2
 after a meal D at t = 0). Equations are cited below by those subsystem names, and the
-parameter values are the population values of H2004's parameter table. The interstitial
+parameter values are the population values of H2004's parameter table. Equation numbers:
+neither H2004's nor W2010's text was available here, and no secondary source seen numbers
+their equations, so every equation below is "(equation number not verified)". The interstitial
 glucose compartment C (dC/dt = ka_int*(G - C)) is that of Wilinska ME, Chassin LJ, Acerini
 CL, et al. "Simulation environment to evaluate closed-loop insulin delivery systems in
 type 1 diabetes", J Diabetes Sci Technol 4(1):132-144, 2010 ("W2010").
@@ -28,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from glucotwin.physiology.labels import batch_labels
 from glucotwin.physiology.model import Model, keep_memory, no_memory
 
 MG_DL_PER_MMOL_L = 18.0156
@@ -98,7 +101,7 @@ class HovorkaParams(NamedTuple):
         names the patient, the parameter, its unit and the value.
         """
         values = {k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in self._asdict().items()}
-        labels = _labels(names, values["BW"].size)
+        labels = batch_labels(names, values["BW"].size)
 
         def fail(index: int, message: str) -> None:
             raise ValueError(f"Hovorka parameters of {labels[index]}: {message}")
@@ -136,14 +139,6 @@ _UNITS = {
     "VG": "L/kg", "tmaxI": "min", "tmaxG": "min", "AG": "dimensionless",
     "ka_int": "1/min", "Gb": "mmol/L",
 }  # fmt: skip
-
-
-def _labels(names: Sequence[str] | str | None, size: int) -> list[str]:
-    if isinstance(names, str):
-        names = [names]
-    if names is not None and len(names) == size:
-        return [repr(name) for name in names]
-    return ["the patient"] if size == 1 else [f"patient index {i}" for i in range(size)]
 
 
 class HovorkaState(NamedTuple):
@@ -209,6 +204,9 @@ def vector_field(
     memory: tuple[()] = (),
 ) -> HovorkaState:
     """Time derivative of the 11 states, per minute (H2004 section 2; W2010 for C).
+
+    Equation numbers: none verified (see the module docstring); each line below is
+    "(equation number not verified)".
 
     Glucose subsystem: dQ1 = -F01c - x1*Q1 + k12*Q2 - FR + UG + EGP0*(1 - x3),
     dQ2 = x1*Q1 - (k12 + x2)*Q2, G = Q1/VG. Insulin absorption and kinetics:
@@ -344,7 +342,16 @@ HOVORKA_MEAN = {
 }
 """``hovorka#mean``: H2004's population values (its parameter table) for EGP0 ... AG;
 ka_int from W2010; ``BW`` 70 kg and ``Gb`` 6.0 mmol/L (108 mg/dL) are nominal choices of
-ours (H2004 normalises by weight and does not define a basal target)."""
+ours (H2004 normalises by weight and does not define a basal target).
+
+Checked (no value changed): H2004's table itself could not be read here, but EGP0 0.0161,
+F01 0.0097, k12 0.066, ka1/ka2/ka3 0.006/0.06/0.03, SIT/SID/SIE 51.2e-4/8.2e-4/520e-4, ke
+0.138, VI 0.12, VG 0.16, tmaxI 55, tmaxG 40 and AG 0.8 all match independent
+implementations that cite H2004: LoopInsighT1 (github.com/hpeuscher/loopinsight1,
+``src/core/models/Hovorka.js``), a MATLAB ``GetSingleHormoneModelParams`` ("glucose and
+insulin kinetics taken from Hovorka et al. 2004") and a Python ``hovorka_parameters``
+(per-kg VI, VG, F01, EGP0). ka_int = 0.073 1/min (W2010) and the renal constants of
+:func:`_renal` (0.003, 9 mmol/L, times VG) were not verified."""
 
 HOVORKA_PATIENTS = {
     "hovorka#mean": HOVORKA_MEAN,

@@ -51,6 +51,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
+from glucotwin.physiology.labels import batch_labels
+
 _MINUTES_PER_HOUR = 60.0
 _MINUTES_PER_DAY = 1440.0
 
@@ -134,7 +136,7 @@ class PumpParams(NamedTuple):
         values = {k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in self._asdict().items()}
         shape = np.broadcast_shapes(*(v.shape for v in values.values()))
         v = {k: np.broadcast_to(x, shape).ravel() for k, x in values.items()}
-        labels = _labels(names, v["basal_pulse_u"].size)
+        labels = batch_labels(names, v["basal_pulse_u"].size, "pump")
         finite = ("basal_pulse_u", "bolus_pulse_u", "occlusion_rate_per_day",
                   "occlusion_mean_minutes", "occlusion_release_fraction")  # fmt: skip
         checks: list[tuple[np.ndarray, str]] = [(~np.isnan(v[k]), f"{k} is NaN") for k in v]
@@ -159,14 +161,6 @@ class PumpParams(NamedTuple):
             if bad.size:
                 raise ValueError(f"pump parameters of {labels[bad[0]]}: {message}")
         return self
-
-
-def _labels(names: Sequence[str] | str | None, size: int) -> list[str]:
-    if isinstance(names, str):
-        names = [names]
-    if names is not None and len(names) == size:
-        return [repr(name) for name in names]
-    return ["the pump"] if size == 1 else [f"pump index {i}" for i in range(size)]
 
 
 class PumpDelivery(NamedTuple):

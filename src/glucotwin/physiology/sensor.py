@@ -60,6 +60,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
+from glucotwin.physiology.labels import batch_labels
+
 _MINUTES_PER_DAY = 1440
 
 _BRETON_JOHNSON = {
@@ -185,7 +187,7 @@ class SensorParams(NamedTuple):
         values = {k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in self._asdict().items()}
         shape = np.broadcast_shapes(*(v.shape for v in values.values()))
         values = {k: np.broadcast_to(v, shape).ravel() for k, v in values.items()}
-        labels = _labels(names, values["ar1"].size)
+        labels = batch_labels(names, values["ar1"].size, "sensor")
         v = values
         with np.errstate(divide="ignore", invalid="ignore"):
             gap_start = _gap_start_probability(v["dropout_fraction"], v["dropout_mean_minutes"])
@@ -225,14 +227,6 @@ _NONNEGATIVE = (
     "offset_sd_mg_dl",
     "offset_drift_sd_mg_dl_per_sqrt_day",
 )
-
-
-def _labels(names: Sequence[str] | str | None, size: int) -> list[str]:
-    if isinstance(names, str):
-        names = [names]
-    if names is not None and len(names) == size:
-        return [repr(name) for name in names]
-    return ["the sensor"] if size == 1 else [f"sensor index {i}" for i in range(size)]
 
 
 def _gap_start_probability(fraction, mean_minutes):

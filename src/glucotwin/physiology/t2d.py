@@ -2,21 +2,29 @@
 
 Dalla Man C, Rizza RA, Cobelli C. "Meal simulation model of the glucose-insulin system",
 IEEE Trans Biomed Eng 54(10):1740-1749, 2007 ("DM2007"), with the parameters its Table 1
-gives for type 2 diabetes. Subsystems (cited by DM2007's headings): glucose kinetics (Gp,
-Gt), insulin kinetics (Il, Ip with hepatic extraction HE(t) = -m5*S(t) + m6 and
-m3(t) = HE*m1/(1 - HE)), endogenous production EGP = kp1 - kp2*Gp - kp3*Id - kp4*Ipo,
-rate of appearance (Qsto1, Qsto2, Qgut with the tanh gastric emptying of
-:func:`glucotwin.physiology.gastric_emptying_rate`), utilisation Uii = Fcns and
-Uid = (Vm0 + Vmx*X)*Gt/(Km0 + Gt), renal excretion E = ke1*max(Gp - ke2, 0), and insulin
-secretion (the beta-cell model):
+gives for type 2 diabetes. Subsystems (DM2007's headings; equation numbers "(n)" as cited by
+LoopInsighT1, github.com/hpeuscher/loopinsight1 ``src/core/models/UvaPadova.js``, and by an
+independent Julia ``Dalla_Man`` implementation, which agree where they overlap; DM2007's own
+text past its first page was not available, so these are secondary-source citations; see
+also :mod:`glucotwin.physiology.uva_padova`): glucose kinetics (Gp, Gt; (1)), insulin
+kinetics (Il, Ip; I = Ip/Vi (3)) with hepatic extraction HE(t) = -m5*S(t) + m6 (4) and
+m3(t) = HE*m1/(1 - HE) (5), endogenous production EGP = kp1 - kp2*Gp - kp3*Id - kp4*Ipo
+(10) with the delayed signal I1, Id (11), rate of appearance (Qsto1, Qsto2, Qgut; (13)) with
+the tanh gastric emptying of :func:`glucotwin.physiology.gastric_emptying_rate` (number of
+the kempt formula not verified), utilisation Uii = Fcns (14) and Uid = (Vm0 + Vmx*X)*Gt/(Km0
++ Gt) ((15) with Km(X) = Km0; remote insulin X (18)), renal excretion E = ke1*max(Gp - ke2, 0)
+(27), and insulin secretion (the beta-cell model; S = gamma*Ipo and dIpo/dt with Ipo(0) =
+Sb/gamma are (23); the numbers of the Spo and Y equations: equation number not verified):
 
     S = gamma*Ipo,  dIpo/dt = -gamma*Ipo + Spo,
     Spo = Y + K*dG/dt + Sb  if dG/dt > 0,  Y + Sb  otherwise,
     dY/dt = -alpha*(Y - beta*(G - h))  if beta*(G - h) >= -Sb,  -alpha*(Y + Sb) otherwise,
 
 with h = Gb. As DM2007 does, Vm0 is derived from the basal state (``Vm0 = (EGPb - Fcns -
-Eb)*(Km0 + Gtb)/Gtb``) and Sb from the basal hepatic extraction (``Sb = (m6 - HEb)/m5``);
-basal insulin Ib then follows from the insulin kinetics. Added to DM2007: optional
+Eb)*(Km0 + Gtb)/Gtb``, (22); Gtb from (20)) and Sb from the basal hepatic extraction
+(``Sb = (m6 - HEb)/m5``, from (6)); basal insulin Ib then follows from the insulin kinetics
+(basal relations (8), (9)); kp1's basal balance EGPb = kp1 - kp2*Gpb - kp3*Ib - kp4*Ipob is
+(12). Added to DM2007: optional
 subcutaneous exogenous insulin (Isc1, Isc2 with UVA/Padova's ka1, ka2, kd; Kovatchev et al.
 2009) and a subcutaneous glucose compartment Gs (dGs = ksc*(Gp - Gs), mg/kg as in
 simglucose) for the sensor-site glucose. Meal size D in gastric emptying is UVA/Padova's
@@ -36,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from glucotwin.physiology import uva_padova
+from glucotwin.physiology.labels import batch_labels
 from glucotwin.physiology.model import Model
 from glucotwin.physiology.uva_padova import MG_PER_G, PMOL_PER_UNIT, MealMemory
 
@@ -122,7 +131,7 @@ class T2dParams(NamedTuple):
         )  # fmt: skip
         uptake = egp - values["Fsnc"] - renal
         gt = (values["k1"] * gp - uptake) / values["k2"]
-        labels = _labels(names, values["BW"].size)
+        labels = batch_labels(names, values["BW"].size)
         bad = np.flatnonzero(~((uptake > 0) & (gt > 0)))
         if bad.size:
             i = bad[0]
@@ -150,20 +159,12 @@ _NONNEGATIVE = {"kp2", "kp3", "kp4", "Fsnc", "Vmx", "K", "beta", "ke1", "ke2"}
 _FRACTIONS = {"m6", "HEb", "b", "d"}
 
 
-def _labels(names: Sequence[str] | str | None, size: int) -> list[str]:
-    if isinstance(names, str):
-        names = [names]
-    if names is not None and len(names) == size:
-        return [repr(name) for name in names]
-    return ["the patient"] if size == 1 else [f"patient index {i}" for i in range(size)]
-
-
 def _check(values: dict[str, np.ndarray], names: Sequence[str] | str | None) -> None:
     """Ranges of the given fields: finite; fractions in (0, 1); f in (0, 1]; the
     coefficients in ``_NONNEGATIVE`` >= 0, all others > 0; kmin <= kmax; m6 > HEb (positive
     basal secretion); Gb in 40-400 mg/dL."""
     flat = {k: np.atleast_1d(v) for k, v in values.items()}
-    labels = _labels(names, flat["BW"].size)
+    labels = batch_labels(names, flat["BW"].size)
 
     def fail(field: str, index: int, relation: str) -> None:
         got = float(flat[field][index])
@@ -368,12 +369,20 @@ T2D_MEAN = {
     "ke1": 0.0007, "ke2": 269.0, "Gb": 164.18,
     "ka1": 0.0018, "ka2": 0.0182, "kd": 0.0164, "ksc": 0.0954,
 }  # fmt: skip
-"""``t2d#mean``: DM2007 Table 1, type 2 column (Vg ... ke2); Gb = 164.18 mg/dL, the T2D
-group's basal glucose (from our reading of DM2007; with Table 1's kp1..kp4 it gives EGPb =
-1.99 mg/kg/min, and the derived Vm0 = 4.50 against the table's 4.65). ka1, ka2, kd: the
-mean subcutaneous insulin kinetics of Dalla Man et al., "GIM, simulation software of meal
-glucose-insulin model", J Diabetes Sci Technol 1(3):323-330, 2007. ksc: mean of the
-simglucose adults. BW = 78 kg is a nominal choice (not in Table 1)."""
+"""``t2d#mean``: DM2007 Table 1, type 2 column (Vg ... ke2). Checked (no value changed):
+DM2007's Table 1 itself could not be read here (only the paper's first page was available),
+but every value Vg ... ke2 above matches the type-2 column as transcribed by two independent
+implementations: ``evabowe/Insulinpumpe`` ``system_parameters.py`` ("diab_val") and the
+Julia ``Dalla_Man`` module (``DM_params``, second entry), which also gives Vm0 = 4.65 and
+m2 = 0.673 / m4 = 0.269 as derivable from (9). Gb = 164.18 mg/dL, the T2D group's basal
+glucose: corroborated by that Julia module (``pGb => [91.76, 164.18]``, with Ib = 54.81
+pmol/L and EGPb = 2.01 mg/kg/min for type 2), i.e. by a secondary source, not by DM2007's
+text; with Table 1's kp1..kp4 it gives EGPb = 1.99 mg/kg/min (vs 2.01), and the derived
+Vm0 = 4.50 against the table's 4.65. ka1, ka2, kd: the mean subcutaneous insulin kinetics
+of Dalla Man et al., "GIM, simulation software of meal glucose-insulin model", J Diabetes
+Sci Technol 1(3):323-330, 2007 (same values, 0.0018/0.0182/0.0164, in LoopInsighT1's
+defaults, cited there to that paper). ksc: mean of the simglucose adults. BW = 78 kg is a
+nominal choice (not in Table 1)."""
 
 T2D_PATIENTS = {
     "t2d#mean": T2D_MEAN,
@@ -405,32 +414,72 @@ class MedicationEffect(NamedTuple):
 
 
 METFORMIN_EGP_REDUCTION = 0.24
-"""Fraction by which metformin lowers basal endogenous glucose production."""
+"""Fraction by which metformin lowers basal endogenous glucose production (approximate).
+
+Source: Hundal RS, et al., "Mechanism by which metformin reduces glucose production in type 2
+diabetes", Diabetes 49(12):2063-2069, 2000: 3 months of metformin in 7 type-2 patients cut
+the rate of glucose production by 24% (0.70 -> 0.53 mmol/m^2/min) and fasting glucose by 30%;
+gluconeogenesis fell by 33-36%. Maps to kp1 (DM2007 (10), (12)): kp1 is lowered by 0.24 *
+EGPb, so EGP at the pre-treatment basal state falls by 24%."""
 SGLT2_RENAL_THRESHOLD_MG_DL = 80.0
-"""Renal glucose threshold under an SGLT2 inhibitor, mg/dL of plasma glucose."""
+"""Renal glucose threshold under an SGLT2 inhibitor, mg/dL of plasma glucose (approximate).
+
+Source as cited (magnitude not re-read here): Sha S, et al., Diabetes Obes Metab
+13(7):669-678, 2011 (canagliflozin lowers the renal threshold for glucose, RTG, from ~240 to
+roughly 70-90 mg/dL in type 2 diabetes). Direction and order of magnitude corroborated by the
+preclinical Liang Y, et al., PLoS One 7(2):e30555, 2012 (canagliflozin 1 mg/kg lowered RTG
+from 415 to 94 mg/dL in ZDF rats, keeping a threshold relationship). Maps to ke2 (DM2007
+(27), mg/kg): ke2 = 80 mg/dL * Vg (= 119 mg/kg for Vg = 1.49, vs Table 1's 269 mg/kg, i.e.
+181 mg/dL)."""
 GLP1_SECRETION_GAIN = 1.5
-"""Factor on beta-cell responsiveness (K and beta) under a GLP-1 receptor agonist."""
+"""Factor on beta-cell responsiveness (K and beta) under a GLP-1 receptor agonist
+(approximate, deliberately at the low end of the measured range).
+
+Sources: Kjems LL, et al., Diabetes 52(2):380-386, 2003 (GLP-1 infusion raised the slope of
+insulin secretion rate vs glucose, i.e. beta-cell responsiveness, in type 2 diabetes in
+proportion to dose, up to 6-fold at 2.0 pmol/kg/min; at 0.5 pmol/kg/min it reached the slope
+of untreated controls); Degn KB, et al., Diabetes 53(5):1187-1194, 2004 (1 week of
+liraglutide 6 ug/kg: first-phase insulin response markedly increased, disposition index
+almost doubled). Maps to DM2007's secretion parameters (Spo, Y; numbers not verified): K
+(dynamic, rate-of-change term, ~first phase) and beta (static, glucose-proportional term,
+~second phase) both multiplied by 1.5; the secretion stays glucose-dependent because both
+act only through G - h and dG/dt > 0."""
 GLP1_GASTRIC_EMPTYING_FACTOR = 0.5
-"""Factor on the maximal gastric emptying rate kmax under a GLP-1 receptor agonist."""
+"""Factor on the gastric emptying rates kmax and kmin under a GLP-1 receptor agonist
+(approximate).
+
+Source: Linnebjerg H, et al., "Effect of exenatide on gastric emptying and relationship to
+postprandial glycemia in type 2 diabetes", Regul Pept 151(1-3):123-129, 2008 (scintigraphy,
+17 type-2 patients, 5 days BID): solid-phase half-emptying time T50 60 min on placebo, 111
+min on exenatide 5 ug (x1.85), 169 min on 10 ug (x2.8); liquid T50 34 -> 87 -> 114 min.
+Supporting: Blase E, et al., J Clin Pharmacol 45(5):570-577, 2005 (exenatide 10 ug cut
+acetaminophen Cmax by 37-56%). Note that Degn et al. 2004 saw no effect of liraglutide
+6 ug/kg on emptying, and Kapitza C, et al., Adv Ther 28(8):650-660, 2011 saw acetaminophen
+Cmax x0.69 with liraglutide 1.8 mg: the size depends on agent and dose. Maps to kmax and kmin
+(DM2007 (13), kempt): T50 scales roughly as 1/kempt, so x0.5 corresponds to T50 about x2,
+between the 5 and 10 ug exenatide results (60/111 = 0.54, 60/169 = 0.36)."""
 
 MEDICATION_EFFECTS = {
     "metformin": MedicationEffect(
         "kp1 lowered by 24% of the basal EGP (EGPb), so basal production falls ~24%",
-        "Hundal RS et al., Diabetes 49:2063-2069, 2000 (metformin lowered EGP by about a "
-        "quarter in type 2 diabetes); approximate",
+        "Hundal RS et al., Diabetes 49:2063-2069, 2000 (EGP -24%, fasting glucose -30% after "
+        "3 months of metformin in type 2 diabetes); approximate",
     ),
     "sglt2": MedicationEffect(
         "renal threshold ke2 lowered to 80 mg/dL * Vg",
         "Sha S et al., Diabetes Obes Metab 13:669-678, 2011 (canagliflozin lowers the renal "
-        "threshold for glucose from ~240 to roughly 60-90 mg/dL); approximate. With DM2007's "
-        "small ke1 the model excretes far less glucose (grams per day) than treated patients "
-        "(tens of grams), so its effect is a lower bound",
+        "threshold for glucose from ~240 to roughly 70-90 mg/dL; as cited, not re-read); "
+        "Liang Y et al., PLoS One 7:e30555, 2012 (rats: 415 -> 94 mg/dL); approximate. With "
+        "DM2007's small ke1 the model excretes far less glucose (grams per day) than treated "
+        "patients (tens of grams), so its effect is a lower bound",
     ),
     "glp1": MedicationEffect(
         "beta-cell responsiveness K and beta x1.5; gastric emptying kmax (and kmin) x0.5",
-        "direction: Degn KB et al., Diabetes 53:1187-1194, 2004 (liraglutide improves beta-cell "
-        "responsiveness); Linnebjerg H et al., Regul Pept 151:123-129, 2008 (exenatide slows "
-        "gastric emptying); the factors are illustrative, not fitted",
+        "Kjems LL et al., Diabetes 52:380-386, 2003 (GLP-1 raised beta-cell responsiveness "
+        "dose-dependently, up to x6, in type 2 diabetes); Degn KB et al., Diabetes "
+        "53:1187-1194, 2004 (liraglutide: first-phase insulin response markedly increased); "
+        "Linnebjerg H et al., Regul Pept 151:123-129, 2008 (exenatide 5/10 ug: solid gastric "
+        "half-emptying time x1.85/x2.8); approximate",
     ),
 }
 """Medication -> (parameter change, sources). All effect sizes are approximate."""

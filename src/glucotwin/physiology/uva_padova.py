@@ -14,7 +14,14 @@ neither does this module.
 
 Equations are cited below by the subsystem headings of DM2007 (glucose kinetics, insulin
 kinetics, endogenous production, rate of appearance, utilisation, renal excretion) and K2009
-(subcutaneous insulin, subcutaneous glucose). What this module reproduces is simglucose's
+(subcutaneous insulin, subcutaneous glucose), with equation numbers. Provenance of the
+numbers: the papers' own text could not be read here beyond DM2007's first page, so every
+DM2007 "(n)" and DM2014 "(An)" below is as cited, equation by equation, by LoopInsighT1
+(github.com/hpeuscher/loopinsight1, ``src/core/models/UvaPadova.js``), cross-checked where
+possible against a second, independent implementation of DM2007 (a Julia ``Dalla_Man``
+module whose comments cite eqs (6), (9), (12), (20), (22), (23)); the two agree wherever they
+overlap. Treat them as secondary-source citations. K2009's equations are unnumbered in what
+was available: "(equation number not verified)". What this module reproduces is simglucose's
 ``T1DPatient.model`` (MIT licence, J. Xie), which departs from the papers in these places
 (each is marked "simglucose:" at the line that implements it):
 
@@ -48,6 +55,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from glucotwin.physiology.labels import batch_labels
 
 PMOL_PER_UNIT = 6000.0
 """Insulin units to pmol, as simglucose converts (1 U = 6 nmol)."""
@@ -153,7 +162,7 @@ class UvaPadovaParams(NamedTuple):
             k: np.atleast_1d(np.asarray(v, dtype=np.float64)) for k, v in self._asdict().items()
         }
         size = values["BW"].size
-        labels = _labels(names, size)
+        labels = batch_labels(names, size)
 
         def fail(index: int, message: str) -> None:
             raise ValueError(f"UVA/Padova parameters of {labels[index]}: {message}")
@@ -237,14 +246,6 @@ _BOUNDS = {
     "u2ss": _nonnegative("pmol/kg/min"),
 }
 """Field -> (check on the values, the relation in words, unit) used by ``validate``."""
-
-
-def _labels(names: Sequence[str] | str | None, size: int) -> list[str]:
-    if isinstance(names, str):
-        names = [names]
-    if names is not None and len(names) == size:
-        return [repr(name) for name in names]
-    return ["the patient"] if size == 1 else [f"patient index {i}" for i in range(size)]
 
 
 class UvaPadovaState(NamedTuple):
@@ -348,6 +349,8 @@ def gastric_emptying_rate(
 
     kgut = kmin + (kmax-kmin)/2 * (tanh(aa*(Qsto - b*Dbar)) - tanh(cc*(Qsto - d*Dbar)) + 2)
     with aa = 5/(2*Dbar*(1-b)), cc = 5/(2*Dbar*d); kgut = kmax when Dbar <= 0 (simglucose).
+    Part of DM2007's rate-of-appearance block (13) / DM2014 (A3) with Qsto = Qsto1 + Qsto2;
+    the number of the kempt formula itself: equation number not verified.
     """
     has_meal = dbar_mg > 0
     dbar = jnp.where(has_meal, dbar_mg, 1.0)  # keeps the unused branch (and its grad) finite
@@ -368,17 +371,30 @@ def vector_field(
 ) -> UvaPadovaState:
     """Time derivative of the 13 states (units per minute); pure, autonomous (``t`` unused).
 
-    Rate of appearance (DM2007): dQsto1 = -kmax*Qsto1 + d, dQsto2 = kmax*Qsto1 - kgut*Qsto2,
-    dQgut = kgut*Qsto2 - kabs*Qgut, Ra = f*kabs*Qgut/BW with kgut from
-    :func:`gastric_emptying_rate`. Glucose kinetics (DM2007): dGp = EGP + Ra - Uii - E -
-    k1*Gp + k2*Gt, dGt = -Uid + k1*Gp - k2*Gt, with EGP = max(kp1 - kp2*Gp - kp3*Id, 0)
-    (endogenous production), Uii = Fsnc and Uid = (Vm0 + Vmx*X)*Gt/(Km0 + Gt)
-    (utilisation), E = ke1*(Gp - ke2) if Gp > ke2 else 0 (renal excretion). Insulin kinetics
-    (DM2007, with K2009's subcutaneous route): dIp = -(m2+m4)*Ip + m1*Il + ka1*Isc1 +
-    ka2*Isc2, dIl = -(m1+m30)*Il + m2*Ip, dX = -p2u*X + p2u*(Ip/Vi - Ib), dI1 = -ki*(I1 -
-    Ip/Vi), dId = -ki*(Id - I1), dIsc1 = u - (ka1+kd)*Isc1, dIsc2 = kd*Isc1 - ka2*Isc2.
-    Subcutaneous glucose (K2009): dGs = -ksc*Gs + ksc*Gp. simglucose's departures from the
-    papers are listed in the module docstring.
+    Equation numbers: DM2007 "(n)", DM2014 appendix "(An)" (provenance in the module
+    docstring).
+
+    - Rate of appearance (DM2007 (13); DM2014 (A3)): dQsto1 = -kmax*Qsto1 + d,
+      dQsto2 = kmax*Qsto1 - kgut*Qsto2, dQgut = kgut*Qsto2 - kabs*Qgut,
+      Ra = f*kabs*Qgut/BW, with kgut from :func:`gastric_emptying_rate`.
+    - Glucose kinetics (DM2007 (1); DM2014 (A1)): dGp = EGP + Ra - Uii - E - k1*Gp + k2*Gt,
+      dGt = -Uid + k1*Gp - k2*Gt, G = Gp/Vg.
+    - Endogenous production (DM2007 (10) with kp4*Ipo = 0; DM2014 (A5)):
+      EGP = max(kp1 - kp2*Gp - kp3*Id, 0).
+    - Utilisation: Uii = Fsnc (DM2007 (14); DM2014 (A9)); Uid = (Vm0 + Vmx*X)*Gt/(Km0 + Gt)
+      (DM2007 (15) with Km(X) = Km0; DM2014 (A10) without its hypoglycaemia risk term);
+      dX = -p2u*X + p2u*(Ip/Vi - Ib) (DM2007 (18); DM2014 (A11)).
+    - Renal excretion (DM2007 (27); DM2014 (A14)): E = ke1*(Gp - ke2) if Gp > ke2 else 0.
+    - Insulin kinetics (I = Ip/Vi: DM2007 (3); DM2014 (A2)): dIp = -(m2+m4)*Ip + m1*Il +
+      Rai with Rai = ka1*Isc1 + ka2*Isc2 (DM2014 (A15)), dIl = -(m1+m30)*Il + m2*Ip
+      (DM2014 (A2); DM2007's m3(t) is its (5)).
+    - Delayed insulin signal on the liver (DM2007 (11); DM2014 (A6), (A7)):
+      dI1 = -ki*(I1 - Ip/Vi), dId = -ki*(Id - I1).
+    - Subcutaneous insulin (K2009; DM2014 (A16)): dIsc1 = u - (ka1+kd)*Isc1,
+      dIsc2 = kd*Isc1 - ka2*Isc2.
+    - Subcutaneous glucose (K2009; equation number not verified): dGs = -ksc*Gs + ksc*Gp.
+
+    simglucose's departures from the papers are listed in the module docstring.
     """
     del t
     p, x = params, state
@@ -504,5 +520,5 @@ def subcutaneous_glucose_mg_dl(state: UvaPadovaState, params: UvaPadovaParams) -
 
 
 def plasma_glucose_mg_dl(state: UvaPadovaState, params: UvaPadovaParams) -> jax.Array:
-    """Plasma glucose G = Gp/Vg, mg/dL (DM2007 glucose kinetics)."""
+    """Plasma glucose G = Gp/Vg, mg/dL (DM2007 glucose kinetics, (1); DM2014 (A1))."""
     return state.gp_mg_per_kg / params.Vg
