@@ -1,0 +1,254 @@
+"""The ReplayBG twin: a reduced type 1 model that routine CGM, insulin and carb data identify.
+
+G. Cappon, M. Vettoretti, G. Sparacino, S. Del Favero, A. Facchinetti, "ReplayBG: a digital
+twin-based methodology to identify a personalized model from type 1 diabetes data and simulate
+glucose concentrations to assess alternative therapies", IEEE Trans. Biomed. Eng. 70(11),
+2023, doi:10.1109/TBME.2023.3286856, section II-A (the model), as implemented by
+``py_replay_bg`` (``model_step`` of the T1D model). Equation numbers of the paper were not
+verified here, so equations are cited by subsystem. Time in minutes; per-kg masses.
+
+ReplayBG's multi-meal model: insulin sensitivity and carb absorption differ by time of day,
+with three windows of the local clock (breakfast B 04:00-11:00, lunch L 11:00-17:00, dinner D
+17:00-04:00); w below is the window of the current minute.
+
+Glucose-insulin minimal model (Bergman), plasma glucose G (mg/dL), remote insulin action X
+(µU/mL)::
+
+    dG/dt = -(SG + SI_w X) G + SG Gb + Ra/VG
+    dX/dt = -p2 (X - (I - Ib))
+
+Subcutaneous insulin, two compartments Isc1, Isc2 and plasma insulin Ip (mU/kg), I = Ip/VI
+(mU/L = µU/mL), with u the insulin infusion in mU/(kg·min)::
+
+    dIsc1/dt = -kd Isc1 + u
+    dIsc2/dt = kd Isc1 - ka2 Isc2
+    dIp/dt   = ka2 Isc2 - ke Ip
+
+Meal: per window v in {B, L, D}, two stomach compartments and the gut (mg/kg); carbs cho
+(mg/(kg·min)) eaten in window w enter route w only; kgri = kempt as in ReplayBG; rate of
+appearance Ra = f sum_v kabs_v Qgut_v (mg/(kg·min))::
+
+    dQsto1_v/dt = -kempt Qsto1_v + cho [v = w]
+    dQsto2_v/dt = kempt (Qsto1_v - Qsto2_v)
+    dQgut_v/dt  = kempt Qsto2_v - kabs_v Qgut_v
+
+Sensor: interstitial glucose IG (mg/dL) follows G with first-order delay alpha (min)::
+
+    dIG/dt = (G - IG) / alpha
+
+Ib is the plasma insulin at the basal steady state under ``u2ss``: Ib = u2ss/(ke VI).
+
+The window is the model's extra per-minute input ``meal_window`` (0 = B, 1 = L, 2 = D; see
+:func:`glucotwin.twin.inputs.meal_windows`); without it every minute is in window B, so
+the B parameters make a single-meal model. Departures from ReplayBG: no hypoglycaemia risk
+term rho(G) multiplying SI X (ReplayBG increases insulin action below Gb), no meal delay
+beta, absorption routes by time window rather than by meal label.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from glucotwin.physiology.model import Model, keep_memory, no_memory
+
+MU_PER_UNIT = 1000.0
+MG_PER_G = 1000.0
+
+FIXED_VALUES = {"VG": 1.45, "VI": 0.126, "ke": 0.127, "f": 0.9, "alpha": 7.0}
+"""ReplayBG's fixed population values: VG dL/kg, VI L/kg, ke 1/min, f (unitless), alpha
+min (``py_replay_bg`` T1D model parameters)."""
+
+
+class TwinParams(NamedTuple):
+    """Parameters of the ReplayBG twin (paper symbols; scalar or batched fields).
+
+    Identified: ``Gb`` basal glucose, mg/dL; ``SG`` glucose effectiveness, 1/min; ``SI_B``,
+    ``SI_L``, ``SI_D`` insulin sensitivity per time window, mL/(µU·min); ``p2`` insulin
+    action rate, 1/min; ``kd``, ``ka2`` subcutaneous insulin rates, 1/min; ``kempt`` gastric
+    emptying, 1/min; ``kabs_B``, ``kabs_L``, ``kabs_D`` gut absorption per window, 1/min.
+    Fixed (:data:`FIXED_VALUES`): ``VG`` glucose distribution volume, dL/kg; ``VI`` insulin
+    distribution volume, L/kg; ``ke`` insulin clearance, 1/min; ``f``
+    fraction of carbs that appears in plasma; ``alpha`` sensor delay, min. Subject: ``BW``
+    body weight, kg; ``u2ss`` basal insulin infusion, mU/(kg·min).
+
+    Build with :func:`twin_params`, which fills the fixed values and validates.
+    """
+
+    Gb: jax.Array
+    SG: jax.Array
+    SI_B: jax.Array
+    SI_L: jax.Array
+    SI_D: jax.Array
+    p2: jax.Array
+    kd: jax.Array
+    ka2: jax.Array
+    kempt: jax.Array
+    kabs_B: jax.Array
+    kabs_L: jax.Array
+    kabs_D: jax.Array
+    BW: jax.Array
+    u2ss: jax.Array
+    VG: jax.Array
+    VI: jax.Array
+    ke: jax.Array
+    f: jax.Array
+    alpha: jax.Array
+
+
+class TwinState(NamedTuple):
+    """States of the twin: ``G`` plasma glucose, mg/dL; ``X`` insulin action, µU/mL;
+    ``Isc1``, ``Isc2``, ``Ip`` insulin, mU/kg; ``Qsto1_v``, ``Qsto2_v``, ``Qgut_v`` carbs of
+    window v, mg/kg; ``IG`` interstitial glucose, mg/dL."""
+
+    G: jax.Array
+    X: jax.Array
+    Isc1: jax.Array
+    Isc2: jax.Array
+    Ip: jax.Array
+    Qsto1_B: jax.Array
+    Qsto2_B: jax.Array
+    Qgut_B: jax.Array
+    Qsto1_L: jax.Array
+    Qsto2_L: jax.Array
+    Qgut_L: jax.Array
+    Qsto1_D: jax.Array
+    Qsto2_D: jax.Array
+    Qgut_D: jax.Array
+    IG: jax.Array
+
+
+class TwinInputs(NamedTuple):
+    """One minute's inputs: ``cho_mg_per_kg_per_min``, ``insulin_mu_per_kg_per_min`` and
+    ``meal_window`` (0 = B, 1 = L, 2 = D)."""
+
+    cho_mg_per_kg_per_min: jax.Array
+    insulin_mu_per_kg_per_min: jax.Array
+    meal_window: jax.Array
+
+
+def twin_params(
+    *,
+    Gb: float,
+    SG: float,
+    SI: float,
+    p2: float,
+    kd: float,
+    ka2: float,
+    kempt: float,
+    kabs: float,
+    BW: float,
+    u2ss: float,
+    **overrides: float,
+) -> TwinParams:
+    """Validated :class:`TwinParams` (units there). ``SI`` and ``kabs`` fill every window;
+    ``overrides`` sets per-window values (``SI_L=...``) or :data:`FIXED_VALUES`.
+
+    Raises ``ValueError`` naming the first parameter that is not finite and positive
+    (``u2ss`` may be zero), or an unknown fixed name.
+    """
+    windows = {f"{name}_{v}": value for name, value in (("SI", SI), ("kabs", kabs)) for v in "BLD"}
+    values = dict(Gb=Gb, SG=SG, p2=p2, kd=kd, ka2=ka2, kempt=kempt, BW=BW, u2ss=u2ss,
+                  **windows, **FIXED_VALUES)  # fmt: skip
+    unknown = set(overrides) - set(windows) - set(FIXED_VALUES)
+    if unknown:
+        raise ValueError(f"unknown twin parameters: {sorted(unknown)}")
+    values.update(overrides)
+    for name, value in values.items():
+        ok = math.isfinite(value) and (value >= 0 if name == "u2ss" else value > 0)
+        if not ok:
+            raise ValueError(f"twin parameter {name} must be finite and positive, got {value}")
+    return TwinParams(**{name: jnp.asarray(values[name], float) for name in TwinParams._fields})
+
+
+def basal_plasma_insulin_mu_per_l(params: TwinParams) -> jax.Array:
+    """Ib = u2ss/(ke VI): plasma insulin at the basal steady state, mU/L (= µU/mL)."""
+    return params.u2ss / (params.ke * params.VI)
+
+
+def inputs_from_doses(carbs_g_per_min, insulin_u_per_min, params: TwinParams, extra=None):
+    """Per-minute carbs (g/min) and insulin (U/min) as per-kg rates, and the meal window
+    ``extra`` (0, 1, 2; window B when ``None``), as :class:`TwinInputs`."""
+    window = jnp.zeros_like(carbs_g_per_min) if extra is None else extra
+    return TwinInputs(
+        cho_mg_per_kg_per_min=carbs_g_per_min * MG_PER_G / params.BW,
+        insulin_mu_per_kg_per_min=insulin_u_per_min * MU_PER_UNIT / params.BW,
+        meal_window=window,
+    )
+
+
+def vector_field(t, state: TwinState, inputs: TwinInputs, params: TwinParams, memory=()):
+    """d(state)/dt per minute: the equations of the module docstring."""
+    del t, memory
+    p, y = params, state
+    insulin = y.Ip / p.VI
+    cho = inputs.cho_mg_per_kg_per_min
+    window = inputs.meal_window
+    si = jnp.where(window == 0, p.SI_B, jnp.where(window == 1, p.SI_L, p.SI_D))
+    ra = p.f * (p.kabs_B * y.Qgut_B + p.kabs_L * y.Qgut_L + p.kabs_D * y.Qgut_D)
+    eaten = {v: jnp.where(window == k, cho, 0.0) for k, v in enumerate("BLD")}
+    meal = {}
+    for v in "BLD":
+        sto1, sto2, gut = (getattr(y, f"{name}_{v}") for name in ("Qsto1", "Qsto2", "Qgut"))
+        meal[f"Qsto1_{v}"] = -p.kempt * sto1 + eaten[v]
+        meal[f"Qsto2_{v}"] = p.kempt * (sto1 - sto2)
+        meal[f"Qgut_{v}"] = p.kempt * sto2 - getattr(p, f"kabs_{v}") * gut
+    return TwinState(
+        G=-(p.SG + si * y.X) * y.G + p.SG * p.Gb + ra / p.VG,
+        X=-p.p2 * (y.X - (insulin - basal_plasma_insulin_mu_per_l(p))),
+        Isc1=-p.kd * y.Isc1 + inputs.insulin_mu_per_kg_per_min,
+        Isc2=p.kd * y.Isc1 - p.ka2 * y.Isc2,
+        Ip=p.ka2 * y.Isc2 - p.ke * y.Ip,
+        **meal,
+        IG=(y.G - y.IG) / p.alpha,
+    )
+
+
+def steady_state(params: TwinParams) -> TwinState:
+    """The fasting steady state under the basal infusion ``u2ss``: G = IG = Gb, X = 0,
+    Isc1 = u2ss/kd, Isc2 = u2ss/ka2, Ip = u2ss/ke (mU/kg), empty stomach and gut."""
+    zero = jnp.zeros_like(params.Gb)
+    return TwinState(
+        G=params.Gb,
+        X=zero,
+        Isc1=params.u2ss / params.kd,
+        Isc2=params.u2ss / params.ka2,
+        Ip=params.u2ss / params.ke,
+        **{f"{name}_{v}": zero for v in "BLD" for name in ("Qsto1", "Qsto2", "Qgut")},
+        IG=params.Gb,
+    )
+
+
+def basal_insulin_u_per_min(params: TwinParams) -> jax.Array:
+    """The basal infusion ``u2ss`` in U/min."""
+    return params.u2ss * params.BW / MU_PER_UNIT
+
+
+def interstitial_glucose_mg_dl(state: TwinState, params: TwinParams) -> jax.Array:
+    """IG, mg/dL: what the CGM sees."""
+    del params
+    return state.IG
+
+
+def plasma_glucose_mg_dl(state: TwinState, params: TwinParams) -> jax.Array:
+    """G, mg/dL."""
+    del params
+    return state.G
+
+
+REPLAYBG_TWIN = Model(
+    name="replaybg_twin",
+    vector_field=vector_field,
+    inputs_from_doses=inputs_from_doses,
+    initial_memory=no_memory,
+    update_memory=keep_memory,
+    glucose_mg_dl=interstitial_glucose_mg_dl,
+    plasma_glucose_mg_dl=plasma_glucose_mg_dl,
+    steady_state=steady_state,
+    basal_insulin_u_per_min=basal_insulin_u_per_min,
+    extra_input="meal_window",
+)
+"""The ReplayBG twin (Cappon et al. 2023) as a :class:`glucotwin.physiology.Model`."""
