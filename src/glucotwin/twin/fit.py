@@ -110,7 +110,14 @@ def replay_glucose(
     return sim.glucose_mg_dl, sim.plasma_glucose_mg_dl
 
 
-def _negative_log_posterior(z, grid: MinuteGrid, bw_kg, u2ss, noise_sd_mg_dl):
+def negative_log_posterior(z, grid: MinuteGrid, bw_kg, u2ss, noise_sd_mg_dl):
+    """The MAP objective: minus the log-posterior of log-space coordinates ``z``.
+
+    ``z`` holds the identified parameters (:data:`IDENTIFIED`, standardised logs), the initial
+    glucose and, when ``noise_sd_mg_dl`` is None, the noise SD; Gaussian likelihood on the CGM
+    readings of ``grid`` (mg/dL) plus the log-normal priors. Shared with the Laplace
+    approximation in :mod:`glucotwin.twin.posterior` so both use one objective.
+    """
     n_model = len(IDENTIFIED)
     params = _params_from_z(z, bw_kg, u2ss)
     g0 = grid.cgm_mg_dl[0] * jnp.exp(G0_PRIOR_SD * z[n_model])
@@ -223,7 +230,7 @@ class TwinFitter:
         )
 
         def loss(z):
-            return _negative_log_posterior(z, grid_j, bw, u2ss, fixed_sigma)
+            return negative_log_posterior(z, grid_j, bw, u2ss, fixed_sigma)
 
         solve = jax.jit(lambda z0: _minimise(loss, z0, self.max_iter, self.tol))
         rng = np.random.default_rng(self.seed)
