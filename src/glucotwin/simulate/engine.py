@@ -159,7 +159,7 @@ def _rk4_step(
     )
 
 
-def _integrate_minute(
+def integrate_minute(
     state: UvaPadovaState,
     t: jax.Array,
     inputs: UvaPadovaInputs,
@@ -235,7 +235,7 @@ def _simulate_batch(
         memory = model.update_memory(memory, state, carbs)
         inputs = model.inputs_from_doses(carbs, insulin, p, extra_in)
         refined = meal_substeps if refine else None
-        state = _integrate_minute(
+        state = integrate_minute(
             state, t, inputs, p, memory, substeps, refined,
             eating=carbs > 0, field_of=model.vector_field,
         )  # fmt: skip

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 import glucotwin.physiology  # noqa: F401  (turns on float64)
-from glucotwin.simulate.engine import _integrate_minute  # propagate exactly as simulate()
+from glucotwin.simulate.engine import integrate_minute  # propagate exactly as simulate()
 from glucotwin.twin.model import (
     MG_PER_G,
     MU_PER_UNIT,
@@ -158,7 +158,7 @@ def predict(fs: FilterState, carbs_g, insulin_u, minutes: int = 5, meal_window=0
         c, u, w = xs
         inputs = inputs_from_doses(c, u, fs.params, w)
         t = jnp.zeros(())
-        return _integrate_minute(states, t, inputs, params, (), 1, field_of=vector_field), None
+        return integrate_minute(states, t, inputs, params, (), 1, field_of=vector_field), None
 
     states, _ = jax.lax.scan(minute, fs.states, (carbs, insulin, window))
     key, k_glucose, k_si = jax.random.split(fs.key, 3)

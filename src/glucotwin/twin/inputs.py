@@ -28,6 +28,8 @@ class MinuteGrid(NamedTuple):
     the CGM readings, sorted by minute (sensor limits kept for censored readings).
     ``meal_window`` is each minute's ReplayBG time window of the local clock (0 = breakfast
     04:00-11:00, 1 = lunch 11:00-17:00, 2 = dinner 17:00-04:00), the twin's extra input.
+    ``utc_offset_min`` is the offset of that local clock (the first CGM reading's; 0 for
+    floating local time).
     """
 
     start: pd.Timestamp
@@ -37,10 +39,16 @@ class MinuteGrid(NamedTuple):
     cgm_minute: np.ndarray
     cgm_mg_dl: np.ndarray
     meal_window: np.ndarray
+    utc_offset_min: int = 0
 
     @property
     def minutes(self) -> int:
         return len(self.carbs_g_per_min)
+
+    @property
+    def start_local(self) -> pd.Timestamp:
+        """Local wall-clock time of minute 0 (naive)."""
+        return (self.start + pd.Timedelta(minutes=self.utc_offset_min)).tz_localize(None)
 
 
 def _single_subject(recording: Recording) -> None:
@@ -128,8 +136,9 @@ def minute_grid(recording: Recording) -> MinuteGrid:
             basal[m0:end] = rate[i]
             basal[end:stop] = scheduled
 
-    offset = cgm["utc_offset_min"].dropna()
-    window = meal_windows(start, minutes, int(offset.iloc[0]) if len(offset) else 0)
+    offsets = cgm["utc_offset_min"].dropna()
+    utc_offset_min = int(offsets.iloc[0]) if len(offsets) else 0
+    window = meal_windows(start, minutes, utc_offset_min)
     order = np.argsort(_minute_index(cgm["time"], start), kind="stable")
     return MinuteGrid(
         start=start,
@@ -139,6 +148,7 @@ def minute_grid(recording: Recording) -> MinuteGrid:
         cgm_minute=_minute_index(cgm["time"], start)[order],
         cgm_mg_dl=cgm["glucose_mg_dl"].to_numpy(float)[order],
         meal_window=window,
+        utc_offset_min=utc_offset_min,
     )
 
 

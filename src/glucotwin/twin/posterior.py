@@ -190,10 +190,7 @@ def fit_posterior(recording: Recording, seed: int = 0) -> tuple[TwinPosterior, f
     began = time.perf_counter()
     check_identifiable(recording)
     fitter = TwinFitter(seed=seed).fit(recording)
-    offset = recording.cgm()["utc_offset_min"].dropna()
-    shift = pd.Timedelta(minutes=int(offset.iloc[0]) if len(offset) else 0)
-    start_local = (fitter.grid_.start + shift).tz_localize(None)
-    posterior = laplace_posterior(fitter, start_local)
+    posterior = laplace_posterior(fitter, fitter.grid_.start_local)
     return posterior, time.perf_counter() - began
 
 
