@@ -158,3 +158,31 @@ def test_replaybg_example_day_fits_below_20_mg_dl():
     assert fitter.mard_percent_ < 10.0
     print(f"ReplayBG day 1: RMSE {fitter.rmse_mg_dl_:.2f} mg/dL, MARD {fitter.mard_percent_:.2f} %,"
           f" {fitter.seconds_:.1f} s, {fitter.iterations_} iterations")  # fmt: skip
+
+
+def test_per_day_insulin_sensitivity_is_tracked():
+    """Three days, SI halved on day 3 (twin days start at 04:00): the fitted walk follows."""
+    from glucotwin.twin.solver import solve_twin
+
+    minutes = 3 * 24 * 60
+    params = twin_params(**TRUTH)
+    basal_u_per_h = TRUTH["u2ss"] * TRUTH["BW"] / 1000.0 * 60.0
+    carbs, insulin = np.zeros(minutes), np.full(minutes, basal_u_per_h / 60.0)
+    meals = [(day * 1440 + m, g, u) for day in range(3) for m, g, u in MEALS]
+    for minute, grams, units in meals:
+        carbs[minute] += grams
+        insulin[minute] += units
+    day = (np.arange(minutes) - 4 * 60) // 1440 + 1  # START is midnight: 00:00-04:00 is day 0
+    factor = np.where(day >= 2, 0.5, 1.0)
+    window = meal_windows(START, minutes)
+    sim = solve_twin(params, carbs, insulin, window, TRUTH["Gb"], si_factor=factor)
+    cgm_minutes = np.arange(0, minutes, 5)
+    cgm = np.asarray(sim.glucose_mg_dl)[cgm_minutes]
+    cgm = cgm + np.random.default_rng(5).normal(0.0, 4.0, len(cgm_minutes))
+    fitter = TwinFitter(seed=0).fit(_recording(cgm, cgm_minutes, meals, meals, basal_u_per_h))
+    walk = np.asarray(fitter.values_.si_day_log)
+    assert fitter.objective_.days == 4
+    assert fitter.objective_.coordinates[-3:] == ("si_day_2", "si_day_3", "si_day_4")
+    assert walk[1] == pytest.approx(0.0, abs=0.15)  # day 2 (04:00 day 1 to 04:00 day 2)
+    assert walk[3] - walk[1] == pytest.approx(np.log(0.5), abs=0.2)  # day 4 = third full day
+    assert fitter.rmse_mg_dl_ < 6.0

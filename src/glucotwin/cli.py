@@ -433,29 +433,33 @@ def twin_fit(
     format: FormatOption = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same twin).")] = 0,
     method: Annotated[
-        str, typer.Option("--method", help="Inference: map (MAP + Laplace); nuts, svi planned.")
+        str,
+        typer.Option(
+            "--method",
+            help="Posterior: map (MAP + Laplace approximation), nuts (NUTS draws started at "
+            "the MAP) or svi (full-rank Gaussian variational fit).",
+        ),
     ] = "map",
 ) -> None:
-    """Fit a twin (MAP with a Laplace posterior) and print one JSON object of fit metrics."""
+    """Fit a twin and print one JSON object of fit metrics."""
     if method not in TWIN_METHODS:
         raise fail(f"unknown --method {method!r}; known: {', '.join(TWIN_METHODS)}")
-    if method != "map":
-        raise fail(f"--method {method}: not implemented yet: use map")
     _enable_compilation_cache()
     from glucotwin.twin.posterior import fit_posterior
     from glucotwin.twin.store import save_twin
 
     recording = _one_subject(_load([data], format, _options(None)), None)
     try:
-        posterior, seconds = fit_posterior(recording, seed=seed)
+        posterior, seconds = fit_posterior(recording, seed=seed, method=method)
     except ValueError as exc:
         raise fail(f"{data}: {exc}") from None
-    written = save_twin(out, posterior, method=method, seed=seed)
+    written = save_twin(out, posterior, seed=seed)
     result = {
         "method": method,
         "rmse_mg_dl": posterior.metrics["rmse_mg_dl"],
         "mard_percent": posterior.metrics["mard_percent"],
         "noise_sd_mg_dl": posterior.noise_sd_mg_dl,
+        "days": posterior.days,
         "converged": posterior.metrics["converged"],
         "seconds": seconds,
         "out": str(written),

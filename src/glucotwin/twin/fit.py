@@ -1,21 +1,38 @@
-"""Maximum a posteriori identification of the ReplayBG twin (:mod:`glucotwin.twin.model`)
-from one subject's CGM, insulin and carbs.
+"""Identification of the ReplayBG twin (:mod:`glucotwin.twin.model`) from one subject's CGM,
+insulin and carbs: the posterior, its coordinates, and the maximum a posteriori (MAP) fit.
 
 ReplayBG (Cappon et al. 2023, section II-B) samples the posterior with MCMC; this module
-finds its mode instead: the twelve identified parameters are log-parametrised, standardised
-by their prior (z = (log theta - mu)/sd), and the negative log posterior
+writes the same kind of posterior as a function of unconstrained coordinates and finds its
+mode with L-BFGS (:func:`optax.lbfgs`, zoom line search) on gradients taken through the fast
+solver (:func:`glucotwin.twin.solver.solve_twin`). :mod:`glucotwin.twin.posterior` adds the
+Laplace approximation and :mod:`glucotwin.twin.sampling` NUTS and SVI on the same objective.
 
-    sum_k (y_k - IG(t_k))^2 / (2 sigma^2) + n log sigma + sum_j z_j^2 / 2
+Coordinates (:class:`TwinObjective`). Each has an unconstrained value u and a standardised one
+z with u = offset + scale z, and the prior is z ~ N(0, I), so that the negative log posterior
 
-is minimised with L-BFGS (:func:`optax.lbfgs`, zoom line search) on gradients taken through
-the jit-compiled simulation (:func:`glucotwin.simulate.simulate`). The MAP is that of the
-log-parameters (the log-normal densities without their Jacobian). The initial plasma and
-interstitial glucose G0 is identified too (ReplayBG fixes it to the first CGM reading, which
-may come hours after the first insulin); the insulin compartments start at the basal steady
-state under u2ss, the gut empty.
+    sum_k (y_k - IG(t_k))^2 / (2 sigma^2) + n log sigma + |z|^2 / 2
 
-Priors (:data:`PRIORS`, log-normal: mean and SD of the natural log), from ReplayBG's
-``py_replay_bg`` T1D priors (``log_prior_single_meal``) unless noted:
+is one expression for every coordinate:
+
+- the twelve :data:`IDENTIFIED` parameters, u = ln theta, log-normal priors :data:`PRIORS`
+  (the MAP is that of the log-parameters: no Jacobian);
+- ``beta_B``, ``beta_L``, ``beta_D``: meal delay of each window, min, ReplayBG's
+  Uniform(0, 60) prior exactly, as beta = 60 Phi(u) with u ~ N(0, 1) (Phi the normal CDF);
+- ``G0``, the initial plasma and interstitial glucose (ReplayBG fixes it to the first CGM
+  reading, which may come hours after the first insulin): ln G0 ~ N(ln y_1, 0.3);
+- ``sigma``, the CGM noise SD when fitted: ln sigma ~ N(ln 10 mg/dL, 0.5), our choice (a CGM
+  of about 10 % MARD near 100 mg/dL); pass ``noise_sd_mg_dl`` to fix it instead;
+- ``si_day_2`` ... ``si_day_D`` when the data span D >= 2 twin days (04:00 to 04:00 local):
+  the log factor on SI_B, SI_L, SI_D of each day after the first, a random walk
+  u_d = u_{d-1} + 0.2 z_d (:data:`SI_DAY_SD`; day-to-day variability of insulin sensitivity of
+  about 20-30 % in type 1 diabetes: C. Hinshaw et al., "Diurnal pattern of insulin action in
+  type 1 diabetes", Diabetes 62(7), 2223-2229, 2013; R. Visentin et al., "Circadian
+  variability of insulin sensitivity", Diabetes Technol. Ther. 17(7), 2015). Day 1 is the
+  reference (factor 1). A replay beyond the fitted days keeps the last day's factor, and its
+  bands let the walk go on (:mod:`glucotwin.twin.posterior`).
+
+Priors of the identified parameters (:data:`PRIORS`, log-normal: mean and SD of the natural
+log), from ReplayBG's ``py_replay_bg`` T1D priors (``log_prior_single_meal``) unless noted:
 
 - SG: log-normal(-3.8, 0.5), 1/min (ReplayBG, exact).
 - SI_B, SI_L, SI_D (each): ReplayBG puts Gamma(shape 3.3, scale 5e-4) on SI·VG; here its
@@ -26,9 +43,8 @@ Priors (:data:`PRIORS`, log-normal: mean and SD of the natural log), from Replay
 - ka2: log-normal(-4.2875, 0.4274); kd: (-3.5090, 0.6187); kempt: (-1.9646, 0.7069);
   kabs_B, kabs_L, kabs_D (each): (-5.4591, 1.4396), all 1/min (ReplayBG, exact; its
   orderings ka2 < kd and kabs < kempt are not imposed).
-- G0: log-normal(ln first CGM reading, 0.3): our choice, weakly informative.
-- CGM noise SD sigma when fitted: log-normal(ln 10 mg/dL, 0.5): our choice (a CGM of about
-  10 % MARD near 100 mg/dL); pass ``noise_sd_mg_dl`` to fix it instead.
+
+The insulin compartments start at the basal steady state under u2ss, the gut empty.
 """
 
 from __future__ import annotations
@@ -47,19 +63,20 @@ import pandas as pd
 
 import glucotwin.physiology  # noqa: F401  (turns on float64)
 from glucotwin.data.model import Recording
-from glucotwin.simulate import simulate
 from glucotwin.twin.inputs import (
     MinuteGrid,
     basal_u2ss_mu_per_kg_per_min,
     body_weight_kg,
+    day_index,
     minute_grid,
 )
-from glucotwin.twin.model import FIXED_VALUES, REPLAYBG_TWIN, TwinParams
+from glucotwin.twin.model import FIXED_VALUES, TwinParams
+from glucotwin.twin.solver import solve_twin
 
 IDENTIFIED = (
     "Gb", "SG", "SI_B", "SI_L", "SI_D", "p2", "kd", "ka2", "kempt", "kabs_B", "kabs_L", "kabs_D",
 )  # fmt: skip
-"""The twin parameters MAP identification estimates (the others are fixed or the subject's)."""
+"""The twin parameters identification estimates (the others are fixed or the subject's)."""
 
 PRIORS: dict[str, tuple[float, float]] = {
     "Gb": (4.7802, 0.0597),
@@ -75,6 +92,57 @@ PRIORS: dict[str, tuple[float, float]] = {
 the module docstring."""
 G0_PRIOR_SD = 0.3
 NOISE_PRIOR = (math.log(10.0), 0.5)
+MEAL_DELAYS = ("beta_B", "beta_L", "beta_D")
+MEAL_DELAY_MAX_MIN = 60.0
+"""ReplayBG's meal delays beta are Uniform(0, 60) min."""
+SI_DAY_SD = 0.2
+"""Random-walk SD of the log insulin-sensitivity factor per day (module docstring)."""
+
+
+def si_day_names(days: int) -> tuple[str, ...]:
+    """Names of the per-day SI coordinates of data spanning ``days`` twin days."""
+    return tuple(f"si_day_{d}" for d in range(2, days + 1))
+
+
+def coordinate_names(days: int = 1) -> tuple[str, ...]:
+    """The posterior's coordinates for data spanning ``days`` twin days, in order."""
+    return (*IDENTIFIED, *MEAL_DELAYS, "G0", "sigma", *si_day_names(days))
+
+
+def days_of(coordinates) -> int:
+    """How many twin days a list of coordinates covers (1 + its ``si_day_*`` entries)."""
+    return 1 + sum(name.startswith("si_day_") for name in coordinates)
+
+
+class TwinValues(NamedTuple):
+    """Natural values of one point of the posterior: ``params`` (:class:`TwinParams`),
+    ``meal_delay_min`` (3: B, L, D), ``g0_mg_dl``, ``sigma_mg_dl`` and ``si_day_log`` (one
+    per fitted day; day 1 is 0)."""
+
+    params: TwinParams
+    meal_delay_min: jax.Array
+    g0_mg_dl: jax.Array
+    sigma_mg_dl: jax.Array
+    si_day_log: jax.Array
+
+
+def twin_values(u, days: int, bw_kg: float, u2ss: float) -> TwinValues:
+    """:class:`TwinValues` of an unconstrained point ``u`` (ordered as
+    :func:`coordinate_names` of ``days``); traceable; ``vmap`` it for rows of draws."""
+    n = len(IDENTIFIED)
+    values = jnp.exp(u[:n])
+    fixed = {name: jnp.asarray(value, float) for name, value in FIXED_VALUES.items()}
+    params = TwinParams(**dict(zip(IDENTIFIED, values, strict=True)), BW=jnp.asarray(bw_kg, float),
+                        u2ss=jnp.asarray(u2ss, float), **fixed)  # fmt: skip
+    delays = MEAL_DELAY_MAX_MIN * jax.scipy.stats.norm.cdf(u[n : n + 3])
+    si_day_log = jnp.concatenate([jnp.zeros(1), u[n + 5 : n + 5 + days - 1]])
+    return TwinValues(params, delays, jnp.exp(u[n + 3]), jnp.exp(u[n + 4]), si_day_log)
+
+
+def si_factor_per_minute(si_day_log: jax.Array, day: np.ndarray) -> jax.Array:
+    """exp(log factor) of each minute's day; days past the fitted ones keep the last one."""
+    last = si_day_log.shape[-1] - 1
+    return jnp.exp(si_day_log[..., np.minimum(day, last)])
 
 
 class TwinReplay(NamedTuple):
@@ -87,53 +155,101 @@ class TwinReplay(NamedTuple):
     plasma_glucose_mg_dl: np.ndarray
 
 
-def _params_from_z(z: jax.Array, bw_kg: float, u2ss: float) -> TwinParams:
-    mean = jnp.array([PRIORS[name][0] for name in IDENTIFIED])
-    sd = jnp.array([PRIORS[name][1] for name in IDENTIFIED])
-    values = jnp.exp(mean + sd * z[: len(IDENTIFIED)])
-    named = dict(zip(IDENTIFIED, values, strict=True))
-    fixed = {name: jnp.asarray(value) for name, value in FIXED_VALUES.items()}
-    return TwinParams(**named, BW=jnp.asarray(bw_kg), u2ss=jnp.asarray(u2ss), **fixed)
-
-
 def replay_glucose(
-    params: TwinParams, carbs_g_per_min, insulin_u_per_min, meal_window, g0_mg_dl
+    params: TwinParams,
+    carbs_g_per_min,
+    insulin_u_per_min,
+    meal_window,
+    g0_mg_dl,
+    si_factor=None,
+    meal_delay_min=None,
 ) -> tuple[jax.Array, jax.Array]:
     """Interstitial and plasma glucose (mg/dL, one per minute) of the twin from G = IG =
     ``g0_mg_dl``, insulin at the basal steady state, under per-minute carbs (g/min), insulin
-    (U/min) and meal windows (:class:`MinuteGrid`); differentiable, traceable."""
-    x0 = REPLAYBG_TWIN.steady_state(params)._replace(G=g0_mg_dl, IG=g0_mg_dl)
-    sim = simulate(
-        params, carbs_g_per_min, insulin_u_per_min, x0,
-        model=REPLAYBG_TWIN, extra_inputs=meal_window, substeps=1, meal_substeps=1,
-    )  # fmt: skip
-    return sim.glucose_mg_dl, sim.plasma_glucose_mg_dl
+    (U/min) and meal windows (:class:`MinuteGrid`), optional per-minute SI factors and meal
+    delays (min, B, L, D); differentiable, traceable (:func:`~glucotwin.twin.solver.solve_twin`)."""
+    trajectory = solve_twin(params, carbs_g_per_min, insulin_u_per_min, meal_window, g0_mg_dl,
+                            si_factor, meal_delay_min)  # fmt: skip
+    return trajectory.glucose_mg_dl, trajectory.plasma_glucose_mg_dl
 
 
-def negative_log_posterior(z, grid: MinuteGrid, bw_kg, u2ss, noise_sd_mg_dl):
-    """The MAP objective: minus the log-posterior of log-space coordinates ``z``.
+class TwinObjective(NamedTuple):
+    """The posterior of a twin given one subject's data, in standardised coordinates z.
 
-    ``z`` holds the identified parameters (:data:`IDENTIFIED`, standardised logs), the initial
-    glucose and, when ``noise_sd_mg_dl`` is None, the noise SD; Gaussian likelihood on the CGM
-    readings of ``grid`` (mg/dL) plus the log-normal priors. Shared with the Laplace
-    approximation in :mod:`glucotwin.twin.posterior` so both use one objective.
+    ``coordinates`` names the unconstrained values u = ``offset`` + ``scale`` @ z (module
+    docstring); ``scale`` has one column per entry of z (none for a fixed sigma). ``grid``
+    holds the data (jax arrays), ``day`` the twin day of each minute, ``days`` their number.
     """
-    n_model = len(IDENTIFIED)
-    params = _params_from_z(z, bw_kg, u2ss)
-    g0 = grid.cgm_mg_dl[0] * jnp.exp(G0_PRIOR_SD * z[n_model])
-    glucose, _ = replay_glucose(
-        params, grid.carbs_g_per_min, grid.insulin_u_per_min, grid.meal_window, g0
-    )
-    residual = glucose[grid.cgm_minute] - grid.cgm_mg_dl
+
+    coordinates: tuple[str, ...]
+    offset: np.ndarray
+    scale: np.ndarray
+    grid: MinuteGrid
+    day: np.ndarray
+    days: int
+    bw_kg: float
+    u2ss: float
+
+    @property
+    def size(self) -> int:
+        """Length of z."""
+        return self.scale.shape[1]
+
+    def unconstrained(self, z):
+        """u of a point z (or rows of z)."""
+        return self.offset + z @ self.scale.T
+
+    def values(self, z) -> TwinValues:
+        """:class:`TwinValues` at a point z."""
+        return twin_values(self.unconstrained(z), self.days, self.bw_kg, self.u2ss)
+
+    def replay(self, z) -> tuple[jax.Array, jax.Array]:
+        """Interstitial and plasma glucose of every minute of the grid at z."""
+        v = self.values(z)
+        g = self.grid
+        si = si_factor_per_minute(v.si_day_log, self.day)
+        return replay_glucose(v.params, g.carbs_g_per_min, g.insulin_u_per_min, g.meal_window,
+                              v.g0_mg_dl, si, v.meal_delay_min)  # fmt: skip
+
+    def loss(self, z) -> jax.Array:
+        """The negative log posterior at z (module docstring); +inf where the simulation
+        overflows, so that line searches and samplers reject such points."""
+        glucose, _ = self.replay(z)
+        residual = glucose[self.grid.cgm_minute] - self.grid.cgm_mg_dl
+        log_sigma = jnp.log(self.values(z).sigma_mg_dl)
+        n = residual.shape[0]
+        nll = 0.5 * jnp.sum(residual**2) * jnp.exp(-2.0 * log_sigma) + n * log_sigma
+        value = nll + 0.5 * jnp.sum(z**2)
+        return jnp.where(jnp.isfinite(value), value, jnp.inf)
+
+
+def twin_objective(
+    grid: MinuteGrid, bw_kg: float, u2ss: float, noise_sd_mg_dl: float | None = None
+) -> TwinObjective:
+    """The :class:`TwinObjective` of a subject's :class:`MinuteGrid` (body weight, kg; basal
+    u2ss, mU/(kg·min); a fixed CGM noise SD, mg/dL, or ``None`` to fit it)."""
+    day = day_index(grid.start, grid.minutes, grid.utc_offset_min)
+    days = int(day[-1]) + 1
+    names = coordinate_names(days)
+    n = len(IDENTIFIED)
+    offset = np.zeros(len(names))
+    scale_diag = np.ones(len(names))
+    offset[:n] = [PRIORS[name][0] for name in IDENTIFIED]
+    scale_diag[:n] = [PRIORS[name][1] for name in IDENTIFIED]
+    i_g0, i_sigma = names.index("G0"), names.index("sigma")
+    offset[i_g0], scale_diag[i_g0] = math.log(float(grid.cgm_mg_dl[0])), G0_PRIOR_SD
+    scale = np.diag(scale_diag)
     if noise_sd_mg_dl is None:
-        log_sigma = NOISE_PRIOR[0] + NOISE_PRIOR[1] * z[n_model + 1]
+        offset[i_sigma], scale[i_sigma, i_sigma] = NOISE_PRIOR
     else:
-        log_sigma = jnp.log(noise_sd_mg_dl)
-    n = residual.shape[0]
-    nll = 0.5 * jnp.sum(residual**2) * jnp.exp(-2.0 * log_sigma) + n * log_sigma
-    value = nll + 0.5 * jnp.sum(z**2)
-    # Line searches may probe parameters whose simulation overflows: report those as bad.
-    return jnp.where(jnp.isfinite(value), value, jnp.inf)
+        offset[i_sigma] = math.log(noise_sd_mg_dl)
+        scale = np.delete(scale, i_sigma, axis=1)
+    # The walk: u of day d sums the increments of days 2..d.
+    row, col = i_sigma + 1, scale.shape[1] - (days - 1)
+    scale[row:, col:] = SI_DAY_SD * np.tril(np.ones((days - 1, days - 1)))
+    arrays = ("carbs_g_per_min", "insulin_u_per_min", "cgm_minute", "cgm_mg_dl", "meal_window")
+    as_jax = grid._replace(**{name: jnp.asarray(getattr(grid, name)) for name in arrays})
+    return TwinObjective(names, offset, scale, as_jax, day, days, float(bw_kg), float(u2ss))
 
 
 def _minimise(loss, z0: jax.Array, max_iter: int, tol: float):
@@ -160,15 +276,18 @@ def _minimise(loss, z0: jax.Array, max_iter: int, tol: float):
 class TwinFitter:
     """Identify a personal ReplayBG twin from one subject's recording (scikit-learn style).
 
-    Hyper-parameters: ``method`` (only ``"map"``), ``seed`` (draws the extra starting points
+    Hyper-parameters: ``method`` (only ``"map"``: the posterior's mode; see
+    :mod:`glucotwin.twin.posterior` for the rest), ``seed`` (draws the extra starting points
     when ``n_starts > 1``; the first start is the prior median), ``noise_sd_mg_dl`` (fixed
     CGM noise SD, mg/dL; ``None`` fits it), ``max_iter`` and ``tol`` (L-BFGS iterations and
     gradient-norm tolerance in standardised coordinates), ``n_starts``.
 
-    Learned attributes after :meth:`fit`: ``params_`` (:class:`TwinParams`),
-    ``initial_glucose_mg_dl_``, ``noise_sd_mg_dl_``, ``rmse_mg_dl_`` and ``mard_percent_``
-    (replay against the CGM readings), ``neg_log_posterior_``, ``iterations_``,
-    ``converged_``, ``seconds_`` (wall time of the fit, compilation included), ``grid_``.
+    Learned attributes after :meth:`fit`: ``objective_`` (:class:`TwinObjective`), ``z_``
+    (the MAP in standardised coordinates), ``values_`` (:class:`TwinValues` there),
+    ``params_`` (:class:`TwinParams`, SI of day 1), ``initial_glucose_mg_dl_``,
+    ``noise_sd_mg_dl_``, ``rmse_mg_dl_`` and ``mard_percent_`` (replay against the CGM
+    readings), ``neg_log_posterior_``, ``iterations_``, ``converged_``, ``seconds_`` (wall
+    time of the fit, compilation included), ``grid_``.
     """
 
     def __init__(
@@ -176,7 +295,7 @@ class TwinFitter:
         method: str = "map",
         seed: int = 0,
         noise_sd_mg_dl: float | None = None,
-        max_iter: int = 500,
+        max_iter: int = 1000,
         tol: float = 1e-4,
         n_starts: int = 1,
     ) -> None:
@@ -205,7 +324,8 @@ class TwinFitter:
     def _check(self) -> None:
         if self.method != "map":
             raise ValueError(
-                f"method must be 'map' (the only one implemented), got {self.method!r}"
+                f"method must be 'map' (NUTS and SVI live in glucotwin.twin.posterior), "
+                f"got {self.method!r}"
             )
         if self.noise_sd_mg_dl is not None and not self.noise_sd_mg_dl > 0:
             raise ValueError(f"noise_sd_mg_dl must be positive, got {self.noise_sd_mg_dl}")
@@ -219,21 +339,10 @@ class TwinFitter:
         grid = minute_grid(recording)
         bw = body_weight_kg(recording)
         u2ss = basal_u2ss_mu_per_kg_per_min(recording, grid, bw)
-        fixed_sigma = self.noise_sd_mg_dl
-        size = len(IDENTIFIED) + 1 + (fixed_sigma is None)
-        grid_j = grid._replace(
-            carbs_g_per_min=jnp.asarray(grid.carbs_g_per_min),
-            insulin_u_per_min=jnp.asarray(grid.insulin_u_per_min),
-            cgm_minute=jnp.asarray(grid.cgm_minute),
-            cgm_mg_dl=jnp.asarray(grid.cgm_mg_dl),
-            meal_window=jnp.asarray(grid.meal_window),
-        )
-
-        def loss(z):
-            return negative_log_posterior(z, grid_j, bw, u2ss, fixed_sigma)
-
-        solve = jax.jit(lambda z0: _minimise(loss, z0, self.max_iter, self.tol))
+        objective = twin_objective(grid, bw, u2ss, self.noise_sd_mg_dl)
+        solve = jax.jit(lambda z0: _minimise(objective.loss, z0, self.max_iter, self.tol))
         rng = np.random.default_rng(self.seed)
+        size = objective.size
         starts = [np.zeros(size)] + [rng.standard_normal(size) for _ in range(self.n_starts - 1)]
         best = None
         for z0 in starts:
@@ -241,21 +350,19 @@ class TwinFitter:
             if best is None or float(value) < float(best[1]):
                 best = (z, value, count)
         z, value, count = best
-        grad_norm = float(jnp.linalg.norm(jax.grad(loss)(z)))
+        grad_norm = float(jnp.linalg.norm(jax.grad(objective.loss)(z)))
 
-        n_model = len(IDENTIFIED)
-        self.params_ = _params_from_z(z, bw, u2ss)
-        self.initial_glucose_mg_dl_ = float(grid.cgm_mg_dl[0] * np.exp(G0_PRIOR_SD * z[n_model]))
-        if fixed_sigma is None:
-            self.noise_sd_mg_dl_ = float(np.exp(NOISE_PRIOR[0] + NOISE_PRIOR[1] * z[n_model + 1]))
-        else:
-            self.noise_sd_mg_dl_ = float(fixed_sigma)
+        self.objective_ = objective
+        self.z_ = np.asarray(z)
+        self.values_ = objective.values(z)
+        self.params_ = self.values_.params
+        self.initial_glucose_mg_dl_ = float(self.values_.g0_mg_dl)
+        self.noise_sd_mg_dl_ = float(self.values_.sigma_mg_dl)
         self.neg_log_posterior_ = float(value)
         self.iterations_ = int(count)
         self.converged_ = bool(grad_norm < self.tol)
         self.grid_ = grid
-        replay = self.predict()
-        fitted = replay.glucose_mg_dl[grid.cgm_minute]
+        fitted = np.asarray(objective.replay(z)[0])[grid.cgm_minute]
         error = fitted - grid.cgm_mg_dl
         self.rmse_mg_dl_ = float(np.sqrt(np.mean(error**2)))
         self.mard_percent_ = float(100.0 * np.mean(np.abs(error) / grid.cgm_mg_dl))
@@ -265,19 +372,24 @@ class TwinFitter:
     def predict(self, recording: Recording | None = None) -> TwinReplay:
         """Replay glucose with the fitted twin under a recording's carbs and insulin.
 
-        Without ``recording``: the fitted one, from the fitted initial glucose. With one: its
-        own minute grid, starting from its first CGM reading with insulin at the basal steady
-        state (the fitted subject's body weight and u2ss are kept).
+        Without ``recording``: the fitted one, from the fitted initial glucose, with the
+        fitted per-day SI factors. With one: its own minute grid, starting from its first CGM
+        reading with insulin at the basal steady state and the last fitted day's SI (the
+        fitted subject's body weight and u2ss are kept).
         """
         if not hasattr(self, "params_"):
             raise RuntimeError("TwinFitter is not fitted yet: call fit(recording) first")
+        v = self.values_
         if recording is None:
-            grid, g0 = self.grid_, self.initial_glucose_mg_dl_
+            grid = self.grid_
+            glucose, plasma = self.objective_.replay(jnp.asarray(self.z_))
         else:
             grid = minute_grid(recording)
+            si = jnp.exp(v.si_day_log[-1])
             g0 = float(grid.cgm_mg_dl[0])
-        glucose, plasma = replay_glucose(
-            self.params_, grid.carbs_g_per_min, grid.insulin_u_per_min, grid.meal_window, g0
-        )
+            glucose, plasma = replay_glucose(
+                v.params, grid.carbs_g_per_min, grid.insulin_u_per_min, grid.meal_window, g0,
+                si, v.meal_delay_min,
+            )  # fmt: skip
         times = grid.start + pd.to_timedelta(np.arange(grid.minutes), unit="min")
         return TwinReplay(pd.DatetimeIndex(times), np.asarray(glucose), np.asarray(plasma))

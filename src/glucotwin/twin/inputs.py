@@ -76,6 +76,19 @@ def meal_windows(start: pd.Timestamp, minutes: int, utc_offset_min: int = 0) -> 
     return window
 
 
+DAY_START_H = WINDOW_STARTS_H[0]
+"""A twin's day runs from 04:00 to 04:00 local time (ReplayBG's day: breakfast window first)."""
+
+
+def day_index(start: pd.Timestamp, minutes: int, utc_offset_min: int = 0) -> np.ndarray:
+    """Twin day (0, 1, ...; days start at :data:`DAY_START_H` local time) of each minute of a
+    grid that starts at ``start`` (UTC, or local when ``utc_offset_min`` is 0 and the times
+    are floating) with the local clock ``utc_offset_min`` minutes east of UTC."""
+    local = start + pd.Timedelta(minutes=utc_offset_min)
+    first = local.hour * 60 + local.minute - 60 * DAY_START_H
+    return (first + np.arange(minutes)) // (24 * 60) - first // (24 * 60)
+
+
 def _minute_index(times: pd.Series, start: pd.Timestamp) -> np.ndarray:
     return ((times - start) // MINUTE).to_numpy(dtype=np.int64)
 

@@ -14,7 +14,7 @@ with three windows of the local clock (breakfast B 04:00-11:00, lunch L 11:00-17
 Glucose-insulin minimal model (Bergman), plasma glucose G (mg/dL), remote insulin action X
 (µU/mL)::
 
-    dG/dt = -(SG + SI_w X) G + SG Gb + Ra/VG
+    dG/dt = -(SG + risk(G) SI_w X) G + SG Gb + Ra/VG
     dX/dt = -p2 (X - (I - Ib))
 
 Subcutaneous insulin, two compartments Isc1, Isc2 and plasma insulin Ip (mU/kg), I = Ip/VI
@@ -40,9 +40,17 @@ Ib is the plasma insulin at the basal steady state under ``u2ss``: Ib = u2ss/(ke
 
 The window is the model's extra per-minute input ``meal_window`` (0 = B, 1 = L, 2 = D; see
 :func:`glucotwin.twin.inputs.meal_windows`); without it every minute is in window B, so
-the B parameters make a single-meal model. Departures from ReplayBG: no hypoglycaemia risk
-term rho(G) multiplying SI X (ReplayBG increases insulin action below Gb), no meal delay
-beta, absorption routes by time window rather than by meal label.
+the B parameters make a single-meal model.
+
+Hypoglycaemia: below Gb insulin action grows, as in ReplayBG and the UVA/Padova S2013
+simulator (C. Dalla Man et al., "The UVA/PADOVA type 1 diabetes simulator: new features",
+J. Diabetes Sci. Technol. 8(1), 26-34, 2014): SI X is multiplied by
+risk(G) = 1 + 10 r1 (ln(G)^r2 - ln(Gb)^r2)^2 for G < Gb (G held at 60 mg/dL below 60),
+1 otherwise, with r1 = 1.4407 and r2 = 0.8124 (``py_replay_bg`` values; the constants of
+Kovatchev's symmetrised risk scale). Departures from ReplayBG: absorption routes by time
+window rather than by meal label (snacks join the window they fall in); the meal delay beta
+(ReplayBG's per-meal-type delay) is applied to the inputs by the fitter and the fast solver
+(:mod:`glucotwin.twin.solver`), not by this vector field.
 """
 
 from __future__ import annotations
@@ -57,6 +65,19 @@ from glucotwin.physiology.model import Model, keep_memory, no_memory
 
 MU_PER_UNIT = 1000.0
 MG_PER_G = 1000.0
+
+RISK_R1 = 1.4407
+RISK_R2 = 0.8124
+"""Constants of the hypoglycaemia risk term (module docstring)."""
+HYPO_FLOOR_MG_DL = 60.0
+
+
+def hypoglycaemia_risk(glucose_mg_dl: jax.Array, gb_mg_dl: jax.Array) -> jax.Array:
+    """risk(G) >= 1, the factor on insulin action below basal glucose (module docstring)."""
+    g = jnp.maximum(glucose_mg_dl, HYPO_FLOOR_MG_DL)
+    diff = jnp.log(g) ** RISK_R2 - jnp.log(gb_mg_dl) ** RISK_R2
+    return jnp.where(glucose_mg_dl < gb_mg_dl, 1.0 + 10.0 * RISK_R1 * diff**2, 1.0)
+
 
 FIXED_VALUES = {"VG": 1.45, "VI": 0.126, "ke": 0.127, "f": 0.9, "alpha": 7.0}
 """ReplayBG's fixed population values: VG dL/kg, VI L/kg, ke 1/min, f (unitless), alpha
@@ -197,7 +218,7 @@ def vector_field(t, state: TwinState, inputs: TwinInputs, params: TwinParams, me
         meal[f"Qsto2_{v}"] = p.kempt * (sto1 - sto2)
         meal[f"Qgut_{v}"] = p.kempt * sto2 - getattr(p, f"kabs_{v}") * gut
     return TwinState(
-        G=-(p.SG + si * y.X) * y.G + p.SG * p.Gb + ra / p.VG,
+        G=-(p.SG + hypoglycaemia_risk(y.G, p.Gb) * si * y.X) * y.G + p.SG * p.Gb + ra / p.VG,
         X=-p.p2 * (y.X - (insulin - basal_plasma_insulin_mu_per_l(p))),
         Isc1=-p.kd * y.Isc1 + inputs.insulin_mu_per_kg_per_min,
         Isc2=p.kd * y.Isc1 - p.ka2 * y.Isc2,

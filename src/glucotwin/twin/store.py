@@ -1,14 +1,16 @@
 """A fitted twin (:class:`~glucotwin.twin.posterior.TwinPosterior`) as a JSON file.
 
-Layout (``format_version`` 1)::
+Layout (``format_version`` 2)::
 
     {"format": "glucotwin-twin", "format_version": 1, "glucotwin_version": "...",
      "disclaimer": "...", "model": "replaybg_twin",
      "parameters": {"Gb": {"value": 119.0, "unit": "mg/dL"}, ...},    # MAP, fixed, subject
      "initial_glucose_mg_dl": ..., "noise_sd_mg_dl": ...,
      "start_local": "2027-05-11T06:00:00",                            # replay minute 0
-     "posterior": {"space": "natural log", "coordinates": [...], "mean": [...],
-                   "cov": [[...]], "regularised": false},
+     "meal_delay_min": {"B": ..., "L": ..., "D": ...},                # MAP
+     "si_day_factor": [1.0, ...],                                     # MAP, per fitted day
+     "posterior": {"space": "unconstrained", "coordinates": [...], "mean": [...],
+                   "cov": [[...]], "draws": [[...]] or null, "regularised": false},
      "fit": {"method": "map", "seed": 0, "rmse_mg_dl": ..., ...},
      "data": {"minutes": ..., "cgm_readings": ..., ...}}
 
@@ -29,11 +31,12 @@ import pandas as pd
 from glucotwin import DISCLAIMER, __version__
 from glucotwin.data.errors import DataError
 from glucotwin.data.exporters import _write_atomically
+from glucotwin.twin.fit import coordinate_names, days_of
 from glucotwin.twin.model import FIXED_VALUES, REPLAYBG_TWIN
-from glucotwin.twin.posterior import COORDINATES, TwinPosterior
+from glucotwin.twin.posterior import METHODS, TwinPosterior
 
 FORMAT = "glucotwin-twin"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 UNITS = {
     "Gb": "mg/dL", "SG": "1/min", "SI_B": "mL/(uU*min)", "SI_L": "mL/(uU*min)",
     "SI_D": "mL/(uU*min)", "p2": "1/min", "kd": "1/min", "ka2": "1/min", "kempt": "1/min",
@@ -44,9 +47,11 @@ UNITS = {
 """Units of the twin parameters (:class:`~glucotwin.twin.model.TwinParams`)."""
 
 
-def twin_document(posterior: TwinPosterior, method: str = "map", seed: int = 0) -> dict:
+def twin_document(posterior: TwinPosterior, seed: int = 0) -> dict:
     """The JSON document of a fitted twin (layout in the module docstring)."""
     params = posterior.params()
+    values = posterior.values()
+    draws = posterior.draws
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -60,21 +65,24 @@ def twin_document(posterior: TwinPosterior, method: str = "map", seed: int = 0) 
         "initial_glucose_mg_dl": posterior.initial_glucose_mg_dl,
         "noise_sd_mg_dl": posterior.noise_sd_mg_dl,
         "start_local": pd.Timestamp(posterior.start_local).isoformat(),
+        "meal_delay_min": dict(zip("BLD", map(float, values.meal_delay_min), strict=True)),
+        "si_day_factor": [float(v) for v in np.exp(np.asarray(values.si_day_log))],
         "posterior": {
-            "space": "natural log",
-            "coordinates": list(COORDINATES),
+            "space": "unconstrained",
+            "coordinates": list(posterior.coordinates),
             "mean": [float(v) for v in posterior.mean],
             "cov": [[float(v) for v in row] for row in posterior.cov],
+            "draws": None if draws is None else [[float(v) for v in row] for row in draws],
             "regularised": posterior.regularised,
         },
-        "fit": {"method": method, "seed": seed, **posterior.metrics},
+        "fit": {"method": posterior.method, "seed": seed, **posterior.metrics},
         "data": posterior.data,
     }
 
 
-def save_twin(path: str | Path, posterior: TwinPosterior, method: str = "map", seed: int = 0):
+def save_twin(path: str | Path, posterior: TwinPosterior, seed: int = 0):
     """Write a fitted twin as JSON, atomically; returns the path."""
-    text = json.dumps(twin_document(posterior, method, seed), indent=2, allow_nan=False)
+    text = json.dumps(twin_document(posterior, seed), indent=2, allow_nan=False)
     _write_atomically(path, lambda stream: stream.write(text + "\n"))
     return Path(path)
 
@@ -138,9 +146,14 @@ def load_twin(path: str | Path) -> TwinPosterior:
         raise DataError("BW must be > 0 and u2ss >= 0", file=path, field="parameters")
     posterior = _get(doc, "posterior", dict, path)
     coordinates = _get(posterior, "coordinates", list, path, "posterior.coordinates")
-    if coordinates != list(COORDINATES):
-        raise DataError(f"must be {list(COORDINATES)}", file=path, field="posterior.coordinates")
-    size = len(COORDINATES)
+    expected = coordinate_names(days_of(coordinates)) if all(
+        isinstance(name, str) for name in coordinates) else None  # fmt: skip
+    if coordinates != list(expected or ()):
+        raise DataError(
+            f"must be {list(coordinate_names(1))} followed by si_day_2, si_day_3, ...",
+            file=path, field="posterior.coordinates",
+        )  # fmt: skip
+    size = len(coordinates)
     mean = _matrix(_get(posterior, "mean", list, path, "posterior.mean"), (size,), path,
                    "posterior.mean")  # fmt: skip
     cov = _matrix(_get(posterior, "cov", list, path, "posterior.cov"), (size, size), path,
@@ -148,6 +161,16 @@ def load_twin(path: str | Path) -> TwinPosterior:
     if not np.allclose(cov, cov.T) or np.linalg.eigvalsh(cov).min() < -1e-10:
         raise DataError("must be a symmetric positive semi-definite matrix", file=path,
                         field="posterior.cov")  # fmt: skip
+    draws = posterior.get("draws")
+    if draws is not None:
+        rows = len(draws) if isinstance(draws, list) else 0
+        draws = _matrix(draws, (rows, size), path, "posterior.draws")
+        if rows < 2:
+            raise DataError("must hold at least 2 draws", file=path, field="posterior.draws")
+    fit = dict(_get(doc, "fit", dict, path))
+    method = fit.get("method", "map")
+    if method not in METHODS:
+        raise DataError(f"must be one of {', '.join(METHODS)}", file=path, field="fit.method")
     start = _get(doc, "start_local", str, path)
     try:
         start_local = pd.Timestamp(start)
@@ -165,6 +188,9 @@ def load_twin(path: str | Path) -> TwinPosterior:
         u2ss_mu_per_kg_per_min=values["u2ss"],
         start_local=start_local,
         regularised=bool(posterior.get("regularised", False)),
-        metrics=dict(_get(doc, "fit", dict, path)),
+        metrics={k: v for k, v in fit.items() if k not in ("method", "seed")},
         data=dict(_get(doc, "data", dict, path)),
+        coordinates=tuple(coordinates),
+        draws=draws,
+        method=method,
     )
