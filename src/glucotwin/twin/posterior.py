@@ -207,9 +207,11 @@ def fit_posterior(
     else:
         from glucotwin.twin import sampling
 
-        run = sampling.sample_nuts if method == "nuts" else sampling.fit_svi
-        result = run(fitter.objective_.loss, jnp.asarray(fitter.z_), seed=seed,
-                     inverse_mass=cov_z, **options)  # fmt: skip
+        loss, z_map = fitter.objective_.loss, jnp.asarray(fitter.z_)
+        if method == "nuts":
+            result = sampling.sample_nuts(loss, z_map, seed=seed, inverse_mass=cov_z, **options)
+        else:
+            result = sampling.fit_svi(loss, z_map, seed=seed, init_covariance=cov_z, **options)
         posterior = _posterior(fitter, start_local, cov_z, regularised, result.draws, method)
         posterior.metrics.update(
             {k: v for k, v in result.diagnostics.items() if isinstance(v, int | float | bool)}
@@ -277,7 +279,8 @@ def predictive_band(
     ``insulin`` (U, basal included) from minute 0 of the fitted data (``extra``: meal windows,
     default :func:`replay_windows`). Simulates ``n`` posterior draws in one batch (with their
     meal delays and per-day SI, :func:`replay_si_factors`), adds Gaussian CGM noise with each
-    draw's SD, and returns per-minute quantiles. Deterministic for the same ``seed``."""
+    draw's SD, and returns per-minute quantiles. Draws whose simulation overflows are left
+    out (``ValueError`` when over 10 % do). Deterministic for the same ``seed``."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     carbs = np.asarray(carbs, np.float64)
@@ -291,6 +294,15 @@ def predictive_band(
                        values.meal_delay_min)  # fmt: skip
     glucose = np.asarray(trajectory.glucose_mg_dl)
     sigma = np.asarray(values.sigma_mg_dl)
+    # A draw far in a tail of a wide posterior can overflow the simulation: drop such draws
+    # (they are physiologically void), but refuse when they are not a small minority.
+    valid = np.all(np.isfinite(glucose), axis=1)
+    if valid.sum() < 0.9 * n:
+        raise ValueError(
+            f"{n - valid.sum()} of {n} posterior draws give non-finite glucose: the posterior "
+            "is too wide for this replay"
+        )
+    glucose, sigma = glucose[valid], sigma[valid]
     observed = glucose + rng.standard_normal(glucose.shape) * sigma[:, None]
     tail = (1.0 - level) / 2.0
     lower, median, upper = np.quantile(observed, [tail, 0.5, 1.0 - tail], axis=0)
