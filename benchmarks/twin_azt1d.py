@@ -310,9 +310,16 @@ def run_filter(
         if now // (7 * 1440) > len(si_factor_weekly):
             si_factor_weekly.append(float(jnp.exp(jnp.mean(fs.log_si))))
     ms = 1000.0 * np.asarray(seconds)
-    rmse = lambda a, b: float(np.sqrt(np.mean((a - b) ** 2)))  # noqa: E731
-    one, ahead = np.asarray(pairs), np.asarray(long_pairs)
+    one, ahead = np.asarray(pairs).reshape(-1, 3), np.asarray(long_pairs).reshape(-1, 3)
+    finite = np.isfinite(one[:, 0])
+
+    def rmse(a, b):  # over the pairs before the ensemble diverged, if it did
+        ok = np.isfinite(a)
+        return float(np.sqrt(np.mean((a[ok] - b[ok]) ** 2)))
+
     return {
+        "nonfinite_forecasts": int((~finite).sum()),
+        "first_nonfinite_pair": int(np.argmin(finite)) if not finite.all() else None,
         "days": grid.minutes / 1440.0,
         "members": members,
         "noise_sd_mg_dl": noise,
@@ -474,6 +481,10 @@ def main() -> None:
                   f"{f['persistence_rmse_30_min_mg_dl']:.2f} on {f['pairs_30_min']} pairs; SI "
                   f"factor at the end of each week "
                   f"{[round(x, 2) for x in f['si_factor_end_of_week']]}", flush=True)  # fmt: skip
+            if f["nonfinite_forecasts"]:
+                print(f"  the ensemble diverged (non-finite) from pair {f['first_nonfinite_pair']}"
+                      f": {f['nonfinite_forecasts']} non-finite one-step forecasts; RMSEs are over "
+                      "the finite ones", flush=True)  # fmt: skip
     print(f"\ntotal {time.perf_counter() - began:.0f} s")
     if args.json:
         public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
