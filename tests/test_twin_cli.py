@@ -116,6 +116,9 @@ def test_short_data_is_refused(tmp_path):
 
 def test_a_bad_twin_file_is_refused(tmp_path):
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"format": "glucotwin-twin", "format_version": 1}))
+    bad.write_text(json.dumps({"format": "glucotwin-twin", "format_version": 2}))
     with pytest.raises(DataError, match="model"):
+        load_twin(bad)
+    bad.write_text(json.dumps({"format": "glucotwin-twin", "format_version": 1}))
+    with pytest.raises(DataError, match="unsupported version"):
         load_twin(bad)
