@@ -2,7 +2,7 @@
 (Talts et al. 2018, arXiv:1804.06788; :mod:`glucotwin.twin.calibration`).
 
     .venv/bin/python benchmarks/twin_calibration.py [--n 50] [--days 1] [--seed 0]
-        [--method map|nuts|svi] [--draws 999] [--json out.json]
+        [--method map|nuts|svi] [--draws 999] [--json out.json] [--checkpoint fits.jsonl]
 
 Each of ``--n`` virtual subjects draws its true parameters from the fitter's prior
 (truncated to days whose noise-free glucose stays within 40-400 mg/dL), a day of meals,
@@ -23,6 +23,7 @@ import argparse
 import functools
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +31,8 @@ from glucotwin.twin.calibration import (
     LEVELS,
     Calibration,
     CalibrationRun,
+    CoordinateScore,
+    FitRecord,
     Scenario,
     calibration_table,
     run_calibration,
@@ -67,19 +70,37 @@ def _table(title: str, table: dict[str, Calibration]) -> str:
 
 
 def _summary(run: CalibrationRun, wall_s: float) -> dict:
-    seconds = np.array([f["seconds"] for f in run.fits])
+    facts = [r.facts for r in run.records]
     return {
-        "fits": len(run.fits),
-        "prior_acceptance": len(run.fits) / float(run.prior_draws.sum()),
-        "converged": int(sum(f["converged"] for f in run.fits)),
-        "regularised": int(sum(f["regularised"] for f in run.fits)),
-        "median_fit_s": float(np.median(seconds)),
-        "min_kept_mass": float(run.kept_mass.min()),
-        "mean_kept_mass": float(run.kept_mass.mean()),
-        "median_rmse_mg_dl": float(np.median([f["rmse_mg_dl"] for f in run.fits])),
-        "raised_readings": int(sum(f["raised_readings"] for f in run.fits)),
+        "fits": len(facts),
+        "prior_acceptance": len(facts) / float(sum(f["prior_draws"] for f in facts)),
+        "converged": int(sum(f["converged"] for f in facts)),
+        "regularised": int(sum(f["regularised"] for f in facts)),
+        "median_fit_s": float(np.median([f["seconds"] for f in facts])),
+        "min_kept_mass": float(min(f["kept_mass"] for f in facts)),
+        "mean_kept_mass": float(np.mean([f["kept_mass"] for f in facts])),
+        "median_rmse_mg_dl": float(np.median([f["rmse_mg_dl"] for f in facts])),
+        "raised_readings": int(sum(f["raised_readings"] for f in facts)),
         "wall_s": wall_s,
     }
+
+
+def _record_json(record: FitRecord) -> dict:
+    return {
+        "index": record.index,
+        "truth": record.truth,
+        "as_is": {k: s._asdict() for k, s in record.as_is.items()},
+        "truncated": {k: s._asdict() for k, s in record.truncated.items()},
+        "facts": record.facts,
+    }
+
+
+def _record_from_json(row: dict) -> FitRecord:
+    def scores(kind):
+        return {k: CoordinateScore(**v) for k, v in row[kind].items()}
+
+    return FitRecord(row["index"], row["truth"], scores("as_is"), scores("truncated"),
+                     row["facts"])  # fmt: skip
 
 
 def _json_table(table: dict[str, Calibration]) -> dict:
@@ -104,21 +125,36 @@ def main() -> None:
     parser.add_argument("--method", default="map", choices=("map", "nuts", "svi"))
     parser.add_argument("--draws", type=int, default=999, help="Laplace draws per fit")
     parser.add_argument("--json", help="write per-fit scores and the tables to this file")
+    parser.add_argument(
+        "--checkpoint",
+        help="JSON-lines file of finished fits: appended after each fit, and fits already in it "
+        "(same --seed, --days, --method) are not redone",
+    )
     args = parser.parse_args()
 
     began = time.perf_counter()
+    done = []
+    if args.checkpoint and Path(args.checkpoint).exists():
+        with open(args.checkpoint) as lines:
+            done = [_record_from_json(json.loads(line)) for line in lines if line.strip()]
+        print(f"resuming: {len(done)} fits from {args.checkpoint}", flush=True)
 
-    def progress(i: int, facts: dict) -> None:
-        print(f"fit {i + 1}/{args.n}: {facts['seconds']:.1f} s, converged {facts['converged']},"
-              f" RMSE {facts['rmse_mg_dl']:.1f} mg/dL, kept mass {facts['kept_mass']:.3f},"
-              f" {time.perf_counter() - began:.0f} s so far", flush=True)  # fmt: skip
+    def progress(record: FitRecord) -> None:
+        facts = record.facts
+        print(f"fit {record.index + 1}/{args.n}: {facts['seconds']:.1f} s, converged "
+              f"{facts['converged']}, RMSE {facts['rmse_mg_dl']:.1f} mg/dL, kept mass "
+              f"{facts['kept_mass']:.3f}, {time.perf_counter() - began:.0f} s so far",
+              flush=True)  # fmt: skip
+        if args.checkpoint:
+            with open(args.checkpoint, "a") as out:
+                out.write(json.dumps(_record_json(record)) + "\n")
 
     fit = functools.partial(fit_posterior, method=args.method)
     run = run_calibration(args.n, args.seed, Scenario(days=args.days), fit=fit,
-                          n_draws=args.draws, progress=progress)  # fmt: skip
+                          n_draws=args.draws, progress=progress, done=done)  # fmt: skip
     wall_s = time.perf_counter() - began
-    as_is = calibration_table(run.as_is, run.prior_sds)
-    truncated = calibration_table(run.truncated, run.prior_sds)
+    as_is = calibration_table([r.as_is for r in run.records], run.prior_sds)
+    truncated = calibration_table([r.truncated for r in run.records], run.prior_sds)
     summary = _summary(run, wall_s)
 
     print()
@@ -144,17 +180,7 @@ def main() -> None:
                     "truncated": _json_table(truncated),
                     "as_is": _json_table(as_is),
                     "prior_sd": run.prior_sds,
-                    "fits": [
-                        {
-                            **facts,
-                            "truth": truth,
-                            "as_is": {k: s._asdict() for k, s in plain.items()},
-                            "truncated": {k: s._asdict() for k, s in trunc.items()},
-                        }
-                        for facts, truth, plain, trunc in zip(
-                            run.fits, run.truths, run.as_is, run.truncated, strict=True
-                        )
-                    ],
+                    "fits": [_record_json(record) for record in run.records],
                 },
                 out,
                 indent=1,

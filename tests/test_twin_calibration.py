@@ -226,7 +226,7 @@ def test_laplace_posterior_covers_well_identified_coordinates():
     """
     n = 50
     run = run_calibration(n, seed=0)
-    table = calibration_table(run.truncated, run.prior_sds)
+    table = calibration_table([r.truncated for r in run.records], run.prior_sds)
     floor = 0.9 - 3 * binomial_se(0.9, n)
     i90 = LEVELS.index(0.9)
     for name in WELL_IDENTIFIED:

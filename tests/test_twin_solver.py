@@ -10,8 +10,9 @@ import pytest
 
 from glucotwin.simulate import simulate
 from glucotwin.twin import REPLAYBG_TWIN, twin_params
-from glucotwin.twin.fit import PRIORS, twin_values
+from glucotwin.twin.fit import PRIORS, coordinate_names, twin_values
 from glucotwin.twin.inputs import day_index, meal_windows
+from glucotwin.twin.model import ROUTES, meal_code
 from glucotwin.twin.solver import delayed, solve_twin
 
 MINUTES = 2 * 24 * 60
@@ -26,14 +27,17 @@ def _inputs(bw=80.0, u2ss=0.2):
             carbs[day * 1440 + minute] = grams
             bolus[day * 1440 + minute] = units
     bolus[1440 + 200] = 3.0  # a correction with no food: glucose goes low
-    return carbs, basal + bolus, meal_windows(START, MINUTES)
+    codes = meal_windows(START, MINUTES)
+    codes[900] = meal_code(codes[900], 1 + ROUTES.index("S"))  # day 1's 15:00 snack: route S
+    return carbs, basal + bolus, codes
 
 
 def _prior_draw(seed: int, bw=80.0, u2ss=0.2):
     rng = np.random.default_rng(seed)
-    u = np.zeros(12 + 5)
-    u[:12] = [mean + 0.7 * sd * rng.standard_normal() for mean, sd in PRIORS.values()]
-    u[15], u[16] = np.log(150.0), np.log(10.0)
+    names = coordinate_names(1)
+    u = np.zeros(len(names))
+    u[: len(PRIORS)] = [mean + 0.7 * sd * rng.standard_normal() for mean, sd in PRIORS.values()]
+    u[names.index("G0")], u[names.index("sigma")] = np.log(150.0), np.log(10.0)
     return twin_values(jnp.asarray(u), 1, bw, u2ss).params
 
 
@@ -91,8 +95,10 @@ def test_meal_delay_equals_eating_later():
     params = _prior_draw(3)
     later = np.zeros_like(carbs)
     later[12:] = carbs[:-12]
+    later_codes = window.copy()
+    later_codes[900], later_codes[912] = window[912], window[900]  # the snack's label moves too
     delayed_run = solve_twin(params, carbs, insulin, window, 150.0, meal_delay_min=12.0)
-    eaten_later = solve_twin(params, later, insulin, window, 150.0)
+    eaten_later = solve_twin(params, later, insulin, later_codes, 150.0)
     # Same route: none of these meals crosses a window boundary within 12 min.
     np.testing.assert_allclose(delayed_run.glucose_mg_dl, eaten_later.glucose_mg_dl, atol=1e-9)
 

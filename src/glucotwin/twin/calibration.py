@@ -594,20 +594,54 @@ def calibration_table(
     }
 
 
-class CalibrationRun(NamedTuple):
-    """Result of :func:`run_calibration`, one entry per fit: ``truths``; ``as_is`` and
-    ``truncated``, the scores of the posterior as it is and truncated like the prior
-    (:func:`score_posterior`); ``kept_mass``, the posterior mass inside the truncation set;
-    ``prior_draws``, the prior draws each subject took; ``fits``, facts (``seconds``,
-    ``converged``, ``regularised``, ``rmse_mg_dl``, ``iterations``, ...). ``prior_sds``: the
-    prior SD of each coordinate (:func:`prior_sd`)."""
+class FitRecord(NamedTuple):
+    """One virtual subject's fit, scored: ``index`` (subject ``(seed, index)``), ``truth``;
+    ``as_is`` and ``truncated``, the scores of the posterior as it is and truncated like the
+    prior (:func:`score_posterior`); ``facts``: ``seconds``, ``method``, ``converged``,
+    ``regularised``, ``rmse_mg_dl``, ``iterations``, ``kept_mass`` (the posterior mass inside
+    the truncation set), ``prior_draws`` (draws the subject took), ``raised_readings``."""
 
-    truths: list[dict[str, float]]
-    as_is: list[dict[str, CoordinateScore]]
-    truncated: list[dict[str, CoordinateScore]]
-    kept_mass: np.ndarray
-    prior_draws: np.ndarray
-    fits: list[dict]
+    index: int
+    truth: dict[str, float]
+    as_is: dict[str, CoordinateScore]
+    truncated: dict[str, CoordinateScore]
+    facts: dict
+
+
+def calibrate_subject(
+    index: int,
+    seed: int = 0,
+    scenario: Scenario = Scenario(),
+    fit: Callable[[Recording], tuple[TwinPosterior, float]] = fit_posterior,
+    n_draws: int = 999,
+) -> FitRecord:
+    """Generate subject ``synthetic_subject((seed, index), scenario)``, fit it with ``fit``
+    (default :func:`fit_posterior`: MAP + Laplace; e.g.
+    ``functools.partial(fit_posterior, method="nuts")`` for draws) and score it
+    (:func:`score_posterior`, ``n_draws`` Gaussian draws for a Laplace posterior)."""
+    subject = synthetic_subject((seed, index), scenario)
+    posterior, seconds = fit(subject.recording)
+    as_is, truncated, mass = score_posterior(subject, posterior, n_draws, seed=(seed, index))
+    metrics = posterior.metrics
+    facts = {
+        "seconds": seconds,
+        "method": posterior.method,
+        "converged": bool(metrics.get("converged", True)),
+        "regularised": bool(posterior.regularised),
+        "rmse_mg_dl": float(metrics.get("rmse_mg_dl", math.nan)),
+        "iterations": int(metrics.get("iterations", -1)),
+        "kept_mass": mass,
+        "prior_draws": subject.draws,
+        "raised_readings": subject.raised_readings,
+    }
+    return FitRecord(index, subject.truth, as_is, truncated, facts)
+
+
+class CalibrationRun(NamedTuple):
+    """Result of :func:`run_calibration`: ``records`` (:class:`FitRecord`, by index) and
+    ``prior_sds``, the prior SD of each coordinate (:func:`prior_sd`)."""
+
+    records: list[FitRecord]
     prior_sds: dict[str, float]
 
 
@@ -617,40 +651,19 @@ def run_calibration(
     scenario: Scenario = Scenario(),
     fit: Callable[[Recording], tuple[TwinPosterior, float]] = fit_posterior,
     n_draws: int = 999,
-    progress: Callable[[int, dict], None] | None = None,
+    progress: Callable[[FitRecord], None] | None = None,
+    done: Sequence[FitRecord] = (),
 ) -> CalibrationRun:
-    """SBC over ``n`` virtual subjects: subject i is ``synthetic_subject((seed, i),
-    scenario)``, fitted by ``fit`` (default :func:`fit_posterior`: MAP + Laplace; e.g.
-    ``functools.partial(fit_posterior, method="nuts")`` for draws) and scored by
-    :func:`score_posterior` (``n_draws`` Gaussian draws for a Laplace posterior). Every fit
-    is kept, converged or not: dropping some would bias the calibration.
-    ``progress(i, facts)`` is called after each fit."""
+    """SBC over ``n`` virtual subjects, indices 0..n-1 (:func:`calibrate_subject`). Every fit
+    is kept, converged or not: dropping some would bias the calibration. ``progress(record)``
+    is called after each fit; records in ``done`` (e.g. from a checkpoint of an interrupted
+    run: each subject depends only on ``(seed, index)``) are kept and not refitted."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    sds = prior_sd(prior_template(scenario))
-    run = CalibrationRun([], [], [], np.zeros(n), np.zeros(n, int), [], sds)
+    records = {r.index: r for r in done if r.index < n}
     for i in range(n):
-        subject = synthetic_subject((seed, i), scenario)
-        posterior, seconds = fit(subject.recording)
-        as_is, truncated, mass = score_posterior(subject, posterior, n_draws, seed=(seed, i))
-        run.truths.append(subject.truth)
-        run.as_is.append(as_is)
-        run.truncated.append(truncated)
-        run.kept_mass[i] = mass
-        run.prior_draws[i] = subject.draws
-        metrics = posterior.metrics
-        facts = {
-            "seconds": seconds,
-            "method": posterior.method,
-            "converged": bool(metrics.get("converged", True)),
-            "regularised": bool(posterior.regularised),
-            "rmse_mg_dl": float(metrics.get("rmse_mg_dl", math.nan)),
-            "iterations": int(metrics.get("iterations", -1)),
-            "kept_mass": mass,
-            "prior_draws": subject.draws,
-            "raised_readings": subject.raised_readings,
-        }
-        run.fits.append(facts)
-        if progress is not None:
-            progress(i, facts)
-    return run
+        if i not in records:
+            records[i] = calibrate_subject(i, seed, scenario, fit, n_draws)
+            if progress is not None:
+                progress(records[i])
+    return CalibrationRun([records[i] for i in range(n)], prior_sd(prior_template(scenario)))

@@ -5,7 +5,7 @@ implementation", Ocean Dynamics 53, 343-367, 2003, doi:10.1007/s10236-003-0036-9
 stochastic EnKF of its section 3-4 (analysis with perturbed observations, Burgers, van
 Leeuwen and Evensen, Mon. Weather Rev. 126, 1719-1724, 1998).
 
-The filter state is an ensemble of the twin's 15 states (:class:`TwinState`, one value per
+The filter state is an ensemble of the twin's 18 states (:class:`TwinState`, one value per
 member) augmented with ``log_si``: the log of a factor on the fitted insulin sensitivities
 SI_B, SI_L, SI_D (0 = the fitted values), a random walk, so that insulin sensitivity can
 drift over days while the windows keep their fitted ratios.
@@ -44,6 +44,7 @@ from glucotwin.twin.model import (
     inputs_from_doses,
     steady_state,
     vector_field,
+    window_of,
 )
 
 MINUTES_PER_DAY = 24.0 * 60.0
@@ -222,7 +223,7 @@ def estimate(fs: FilterState) -> Estimate:
     basal = steady_state(p)
     iob_mu_per_kg = sum(getattr(y, name) - getattr(basal, name) for name in _INSULIN)
     cob_mg_per_kg = sum(getattr(y, name) for name in _GUT)
-    w = fs.meal_window
+    w = window_of(fs.meal_window)
     si_fitted = jnp.where(w == 0, p.SI_B, jnp.where(w == 1, p.SI_L, p.SI_D))
     si = si_fitted * jnp.exp(fs.log_si)
     return Estimate(

@@ -16,7 +16,7 @@ is one expression for every coordinate:
 
 - the twelve :data:`IDENTIFIED` parameters, u = ln theta, log-normal priors :data:`PRIORS`
   (the MAP is that of the log-parameters: no Jacobian);
-- ``beta_B``, ``beta_L``, ``beta_D``: meal delay of each window, min, ReplayBG's
+- ``beta_B``, ``beta_L``, ``beta_D``, ``beta_S``: meal delay of each route, min, ReplayBG's
   Uniform(0, 60) prior exactly, as beta = 60 Phi(u) with u ~ N(0, 1) (Phi the normal CDF);
 - ``G0``, the initial plasma and interstitial glucose (ReplayBG fixes it to the first CGM
   reading, which may come hours after the first insulin): ln G0 ~ N(ln y_1, 0.3);
@@ -41,14 +41,22 @@ log), from ReplayBG's ``py_replay_bg`` T1D priors (``log_prior_single_meal``) un
 - Gb: ReplayBG's N(119.13, 7.11) mg/dL as log-normal(ln 119.13, 7.11/119.13 = 0.060).
 - p2: ReplayBG's sqrt(p2) ~ N(0.11, 0.004) as log-normal(2 ln 0.11, 2·0.004/0.11).
 - ka2: log-normal(-4.2875, 0.4274); kd: (-3.5090, 0.6187); kempt: (-1.9646, 0.7069);
-  kabs_B, kabs_L, kabs_D (each): (-5.4591, 1.4396), all 1/min (ReplayBG, exact; its
+  kabs_B, kabs_L, kabs_D, kabs_S (each): (-5.4591, 1.4396), all 1/min (ReplayBG, exact; its
   orderings ka2 < kd and kabs < kempt are not imposed).
+
+Compilation: the data enter the compiled fit as arguments, not constants (a
+:class:`TwinObjective` is a pytree), and are padded to whole days of minutes and to a
+multiple of :data:`CGM_PAD` readings (padded readings weigh 0), so every subject with the
+same number of days shares one compiled program, which JAX's persistent cache keeps across
+processes.
 
 The insulin compartments start at the basal steady state under u2ss, the gut empty.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 import math
 import time
@@ -70,29 +78,30 @@ from glucotwin.twin.inputs import (
     day_index,
     minute_grid,
 )
-from glucotwin.twin.model import FIXED_VALUES, TwinParams
+from glucotwin.twin.model import FIXED_VALUES, ROUTES, WINDOWS, TwinParams
 from glucotwin.twin.solver import solve_twin
 
 IDENTIFIED = (
-    "Gb", "SG", "SI_B", "SI_L", "SI_D", "p2", "kd", "ka2", "kempt", "kabs_B", "kabs_L", "kabs_D",
+    "Gb", "SG", "SI_B", "SI_L", "SI_D", "p2", "kd", "ka2", "kempt",
+    "kabs_B", "kabs_L", "kabs_D", "kabs_S",
 )  # fmt: skip
 """The twin parameters identification estimates (the others are fixed or the subject's)."""
 
 PRIORS: dict[str, tuple[float, float]] = {
     "Gb": (4.7802, 0.0597),
     "SG": (-3.8, 0.5),
-    **{f"SI_{v}": (-6.9376, 0.5946) for v in "BLD"},
+    **{f"SI_{v}": (-6.9376, 0.5946) for v in WINDOWS},
     "p2": (-4.4145, 0.0727),
     "kd": (-3.5090, 0.6187),
     "ka2": (-4.2875, 0.4274),
     "kempt": (-1.9646, 0.7069),
-    **{f"kabs_{v}": (-5.4591, 1.4396) for v in "BLD"},
+    **{f"kabs_{v}": (-5.4591, 1.4396) for v in ROUTES},
 }
 """Log-normal priors (mean, SD of the natural log) of the identified parameters; sources in
 the module docstring."""
 G0_PRIOR_SD = 0.3
 NOISE_PRIOR = (math.log(10.0), 0.5)
-MEAL_DELAYS = ("beta_B", "beta_L", "beta_D")
+MEAL_DELAYS = tuple(f"beta_{v}" for v in ROUTES)
 MEAL_DELAY_MAX_MIN = 60.0
 """ReplayBG's meal delays beta are Uniform(0, 60) min."""
 SI_DAY_SD = 0.2
@@ -116,8 +125,8 @@ def days_of(coordinates) -> int:
 
 class TwinValues(NamedTuple):
     """Natural values of one point of the posterior: ``params`` (:class:`TwinParams`),
-    ``meal_delay_min`` (3: B, L, D), ``g0_mg_dl``, ``sigma_mg_dl`` and ``si_day_log`` (one
-    per fitted day; day 1 is 0)."""
+    ``meal_delay_min`` (one per route: B, L, D, S), ``g0_mg_dl``, ``sigma_mg_dl`` and
+    ``si_day_log`` (one per fitted day; day 1 is 0)."""
 
     params: TwinParams
     meal_delay_min: jax.Array
@@ -134,15 +143,16 @@ def twin_values(u, days: int, bw_kg: float, u2ss: float) -> TwinValues:
     fixed = {name: jnp.asarray(value, float) for name, value in FIXED_VALUES.items()}
     params = TwinParams(**dict(zip(IDENTIFIED, values, strict=True)), BW=jnp.asarray(bw_kg, float),
                         u2ss=jnp.asarray(u2ss, float), **fixed)  # fmt: skip
-    delays = MEAL_DELAY_MAX_MIN * jax.scipy.stats.norm.cdf(u[n : n + 3])
-    si_day_log = jnp.concatenate([jnp.zeros(1), u[n + 5 : n + 5 + days - 1]])
-    return TwinValues(params, delays, jnp.exp(u[n + 3]), jnp.exp(u[n + 4]), si_day_log)
+    m = n + len(MEAL_DELAYS)
+    delays = MEAL_DELAY_MAX_MIN * jax.scipy.stats.norm.cdf(u[n:m])
+    si_day_log = jnp.concatenate([jnp.zeros(1), u[m + 2 : m + 2 + days - 1]])
+    return TwinValues(params, delays, jnp.exp(u[m]), jnp.exp(u[m + 1]), si_day_log)
 
 
 def si_factor_per_minute(si_day_log: jax.Array, day: np.ndarray) -> jax.Array:
     """exp(log factor) of each minute's day; days past the fitted ones keep the last one."""
     last = si_day_log.shape[-1] - 1
-    return jnp.exp(si_day_log[..., np.minimum(day, last)])
+    return jnp.exp(si_day_log[..., jnp.minimum(day, last)])
 
 
 class TwinReplay(NamedTuple):
@@ -173,22 +183,48 @@ def replay_glucose(
     return trajectory.glucose_mg_dl, trajectory.plasma_glucose_mg_dl
 
 
-class TwinObjective(NamedTuple):
+CGM_PAD = 288
+"""Readings are padded to a multiple of this many (one day of 5-min readings)."""
+MINUTES_PAD = 24 * 60
+"""Minutes are padded to whole days."""
+
+
+def _padded(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["offset", "scale", "carbs_g_per_min", "insulin_u_per_min", "meal_window", "day",
+                 "cgm_minute", "cgm_mg_dl", "cgm_weight", "bw_kg", "u2ss"],
+    meta_fields=["coordinates", "days"],
+)  # fmt: skip
+@dataclasses.dataclass(frozen=True)
+class TwinObjective:
     """The posterior of a twin given one subject's data, in standardised coordinates z.
 
     ``coordinates`` names the unconstrained values u = ``offset`` + ``scale`` @ z (module
-    docstring); ``scale`` has one column per entry of z (none for a fixed sigma). ``grid``
-    holds the data (jax arrays), ``day`` the twin day of each minute, ``days`` their number.
+    docstring); ``scale`` has one column per entry of z (none for a fixed sigma). The data:
+    per-minute ``carbs_g_per_min``, ``insulin_u_per_min``, ``meal_window`` (meal codes) and
+    ``day`` (twin day) of a :class:`MinuteGrid` padded to whole days, the readings
+    ``cgm_minute``, ``cgm_mg_dl`` and ``cgm_weight`` (1, or 0 for padding); ``days`` is the
+    number of fitted days. A pytree: its arrays are leaves, so jitted functions take it as an
+    argument and compile once per shape.
     """
 
     coordinates: tuple[str, ...]
-    offset: np.ndarray
-    scale: np.ndarray
-    grid: MinuteGrid
-    day: np.ndarray
     days: int
-    bw_kg: float
-    u2ss: float
+    offset: Any
+    scale: Any
+    carbs_g_per_min: Any
+    insulin_u_per_min: Any
+    meal_window: Any
+    day: Any
+    cgm_minute: Any
+    cgm_mg_dl: Any
+    cgm_weight: Any
+    bw_kg: Any
+    u2ss: Any
 
     @property
     def size(self) -> int:
@@ -204,20 +240,20 @@ class TwinObjective(NamedTuple):
         return twin_values(self.unconstrained(z), self.days, self.bw_kg, self.u2ss)
 
     def replay(self, z) -> tuple[jax.Array, jax.Array]:
-        """Interstitial and plasma glucose of every minute of the grid at z."""
+        """Interstitial and plasma glucose of every minute of the padded grid at z (the
+        subject's minutes come first)."""
         v = self.values(z)
-        g = self.grid
         si = si_factor_per_minute(v.si_day_log, self.day)
-        return replay_glucose(v.params, g.carbs_g_per_min, g.insulin_u_per_min, g.meal_window,
-                              v.g0_mg_dl, si, v.meal_delay_min)  # fmt: skip
+        return replay_glucose(v.params, self.carbs_g_per_min, self.insulin_u_per_min,
+                              self.meal_window, v.g0_mg_dl, si, v.meal_delay_min)  # fmt: skip
 
     def loss(self, z) -> jax.Array:
         """The negative log posterior at z (module docstring); +inf where the simulation
         overflows, so that line searches and samplers reject such points."""
         glucose, _ = self.replay(z)
-        residual = glucose[self.grid.cgm_minute] - self.grid.cgm_mg_dl
+        residual = (glucose[self.cgm_minute] - self.cgm_mg_dl) * self.cgm_weight
         log_sigma = jnp.log(self.values(z).sigma_mg_dl)
-        n = residual.shape[0]
+        n = jnp.sum(self.cgm_weight)
         nll = 0.5 * jnp.sum(residual**2) * jnp.exp(-2.0 * log_sigma) + n * log_sigma
         value = nll + 0.5 * jnp.sum(z**2)
         return jnp.where(jnp.isfinite(value), value, jnp.inf)
@@ -247,9 +283,37 @@ def twin_objective(
     # The walk: u of day d sums the increments of days 2..d.
     row, col = i_sigma + 1, scale.shape[1] - (days - 1)
     scale[row:, col:] = SI_DAY_SD * np.tril(np.ones((days - 1, days - 1)))
-    arrays = ("carbs_g_per_min", "insulin_u_per_min", "cgm_minute", "cgm_mg_dl", "meal_window")
-    as_jax = grid._replace(**{name: jnp.asarray(getattr(grid, name)) for name in arrays})
-    return TwinObjective(names, offset, scale, as_jax, day, days, float(bw_kg), float(u2ss))
+
+    def pad(values, length, fill=0.0):
+        values = np.asarray(values)
+        return np.concatenate([values, np.full(length - len(values), fill, values.dtype)])
+
+    minutes = _padded(grid.minutes, MINUTES_PAD)
+    readings = _padded(len(grid.cgm_mg_dl), CGM_PAD)
+    arrays = {
+        "carbs_g_per_min": pad(grid.carbs_g_per_min, minutes),
+        "insulin_u_per_min": pad(grid.insulin_u_per_min, minutes),
+        "meal_window": pad(grid.meal_window, minutes, grid.meal_window[-1]),
+        "day": pad(day, minutes, day[-1]),
+        "cgm_minute": pad(grid.cgm_minute, readings, 0),
+        "cgm_mg_dl": pad(grid.cgm_mg_dl, readings, 0.0),
+        "cgm_weight": pad(np.ones(len(grid.cgm_mg_dl)), readings, 0.0),
+    }
+    return TwinObjective(
+        coordinates=names, days=days, offset=jnp.asarray(offset), scale=jnp.asarray(scale),
+        **{name: jnp.asarray(value) for name, value in arrays.items()},
+        bw_kg=jnp.asarray(float(bw_kg)), u2ss=jnp.asarray(float(u2ss)),
+    )  # fmt: skip
+
+
+def objective_loss(objective: TwinObjective, z) -> jax.Array:
+    """``objective.loss(z)`` as a function of both (jit and differentiate it with the
+    objective as an argument, so that the data are not compiled in as constants)."""
+    return objective.loss(z)
+
+
+objective_hessian = jax.jit(jax.hessian(objective_loss, argnums=1))
+"""The Hessian of the negative log posterior in z: ``objective_hessian(objective, z)``."""
 
 
 def _minimise(loss, z0: jax.Array, max_iter: int, tol: float):
@@ -273,6 +337,25 @@ def _minimise(loss, z0: jax.Array, max_iter: int, tol: float):
     return z, otu.tree_get(state, "value"), otu.tree_get(state, "count")
 
 
+class MapFit(NamedTuple):
+    """What :func:`_fit_map` returns: the mode ``z``, the loss ``value`` there, L-BFGS
+    ``iterations``, the gradient norm ``grad_norm`` and the replayed CGM ``glucose``."""
+
+    z: jax.Array
+    value: jax.Array
+    iterations: jax.Array
+    grad_norm: jax.Array
+    glucose: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("max_iter", "tol"))
+def _fit_map(objective: TwinObjective, z0: jax.Array, max_iter: int, tol: float) -> MapFit:
+    """The whole MAP fit as one compiled program (the objective's data are arguments)."""
+    z, value, count = _minimise(objective.loss, z0, max_iter, tol)
+    grad_norm = jnp.linalg.norm(jax.grad(objective.loss)(z))
+    return MapFit(z, value, count, grad_norm, objective.replay(z)[0])
+
+
 class TwinFitter:
     """Identify a personal ReplayBG twin from one subject's recording (scikit-learn style).
 
@@ -282,12 +365,12 @@ class TwinFitter:
     CGM noise SD, mg/dL; ``None`` fits it), ``max_iter`` and ``tol`` (L-BFGS iterations and
     gradient-norm tolerance in standardised coordinates), ``n_starts``.
 
-    Learned attributes after :meth:`fit`: ``objective_`` (:class:`TwinObjective`), ``z_``
-    (the MAP in standardised coordinates), ``values_`` (:class:`TwinValues` there),
-    ``params_`` (:class:`TwinParams`, SI of day 1), ``initial_glucose_mg_dl_``,
-    ``noise_sd_mg_dl_``, ``rmse_mg_dl_`` and ``mard_percent_`` (replay against the CGM
-    readings), ``neg_log_posterior_``, ``iterations_``, ``converged_``, ``seconds_`` (wall
-    time of the fit, compilation included), ``grid_``.
+    Learned attributes after :meth:`fit`: ``objective_`` (:class:`TwinObjective`), ``z_`` (the
+    MAP in standardised coordinates), ``values_`` (:class:`TwinValues` there), ``params_``
+    (:class:`TwinParams`, SI of day 1), ``initial_glucose_mg_dl_``, ``noise_sd_mg_dl_``,
+    ``fitted_glucose_mg_dl_`` (the replay, per minute), ``rmse_mg_dl_`` and ``mard_percent_``
+    (replay against the CGM readings), ``neg_log_posterior_``, ``iterations_``, ``converged_``,
+    ``seconds_`` (wall time of the fit, compilation included), ``grid_``.
     """
 
     def __init__(
@@ -340,30 +423,27 @@ class TwinFitter:
         bw = body_weight_kg(recording)
         u2ss = basal_u2ss_mu_per_kg_per_min(recording, grid, bw)
         objective = twin_objective(grid, bw, u2ss, self.noise_sd_mg_dl)
-        solve = jax.jit(lambda z0: _minimise(objective.loss, z0, self.max_iter, self.tol))
         rng = np.random.default_rng(self.seed)
         size = objective.size
         starts = [np.zeros(size)] + [rng.standard_normal(size) for _ in range(self.n_starts - 1)]
         best = None
         for z0 in starts:
-            z, value, count = solve(jnp.asarray(z0))
-            if best is None or float(value) < float(best[1]):
-                best = (z, value, count)
-        z, value, count = best
-        grad_norm = float(jnp.linalg.norm(jax.grad(objective.loss)(z)))
+            found = _fit_map(objective, jnp.asarray(z0), self.max_iter, self.tol)
+            if best is None or float(found.value) < float(best.value):
+                best = found
 
         self.objective_ = objective
-        self.z_ = np.asarray(z)
-        self.values_ = objective.values(z)
+        self.z_ = np.asarray(best.z)
+        self.values_ = objective.values(best.z)
         self.params_ = self.values_.params
         self.initial_glucose_mg_dl_ = float(self.values_.g0_mg_dl)
         self.noise_sd_mg_dl_ = float(self.values_.sigma_mg_dl)
-        self.neg_log_posterior_ = float(value)
-        self.iterations_ = int(count)
-        self.converged_ = bool(grad_norm < self.tol)
+        self.neg_log_posterior_ = float(best.value)
+        self.iterations_ = int(best.iterations)
+        self.converged_ = bool(float(best.grad_norm) < self.tol)
         self.grid_ = grid
-        fitted = np.asarray(objective.replay(z)[0])[grid.cgm_minute]
-        error = fitted - grid.cgm_mg_dl
+        self.fitted_glucose_mg_dl_ = np.asarray(best.glucose)[: grid.minutes]
+        error = self.fitted_glucose_mg_dl_[grid.cgm_minute] - grid.cgm_mg_dl
         self.rmse_mg_dl_ = float(np.sqrt(np.mean(error**2)))
         self.mard_percent_ = float(100.0 * np.mean(np.abs(error) / grid.cgm_mg_dl))
         self.seconds_ = time.perf_counter() - began
@@ -382,12 +462,13 @@ class TwinFitter:
         v = self.values_
         if recording is None:
             grid = self.grid_
-            glucose, plasma = self.objective_.replay(jnp.asarray(self.z_))
+            glucose, plasma = jax.jit(TwinObjective.replay)(self.objective_, self.z_)
+            glucose, plasma = glucose[: grid.minutes], plasma[: grid.minutes]
         else:
             grid = minute_grid(recording)
             si = jnp.exp(v.si_day_log[-1])
             g0 = float(grid.cgm_mg_dl[0])
-            glucose, plasma = replay_glucose(
+            glucose, plasma = jax.jit(replay_glucose)(
                 v.params, grid.carbs_g_per_min, grid.insulin_u_per_min, grid.meal_window, g0,
                 si, v.meal_delay_min,
             )  # fmt: skip

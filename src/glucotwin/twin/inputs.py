@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from glucotwin.data.model import Recording
+from glucotwin.twin.model import ROUTES, meal_code
 
 MINUTE = pd.Timedelta(minutes=1)
 
@@ -26,8 +27,11 @@ class MinuteGrid(NamedTuple):
     ``carbs_g_per_min``, ``insulin_u_per_min`` (basal and boluses) and ``basal_u_per_min``
     (its basal part) have one entry per minute. ``cgm_minute`` (int) and ``cgm_mg_dl`` are
     the CGM readings, sorted by minute (sensor limits kept for censored readings).
-    ``meal_window`` is each minute's ReplayBG time window of the local clock (0 = breakfast
-    04:00-11:00, 1 = lunch 11:00-17:00, 2 = dinner 17:00-04:00), the twin's extra input.
+    ``meal_window`` is each minute's meal code (:func:`glucotwin.twin.model.meal_code`), the
+    twin's extra input: its ReplayBG time window of the local clock (0 = breakfast
+    04:00-11:00, 1 = lunch 11:00-17:00, 2 = dinner 17:00-04:00), which picks insulin
+    sensitivity, plus 3 × the meal-type label of carbs eaten in that minute, which routes them
+    (:data:`ROUTE_OF_MEAL_TYPE`; 0 for none).
     ``utc_offset_min`` is the offset of that local clock (the first CGM reading's; 0 for
     floating local time).
     """
@@ -89,6 +93,24 @@ def day_index(start: pd.Timestamp, minutes: int, utc_offset_min: int = 0) -> np.
     return (first + np.arange(minutes)) // (24 * 60) - first // (24 * 60)
 
 
+ROUTE_OF_MEAL_TYPE = {
+    "breakfast": "B",
+    "lunch": "L",
+    "dinner": "D",
+    "snack": "S",
+    "hypo_correction": "S",
+    "hypotreatment": "S",
+}
+"""Absorption route (:data:`glucotwin.twin.model.ROUTES`) of each ``meal_type`` label; carbs
+with another label or none take the route of their time window."""
+
+
+def meal_labels(meal_types: pd.Series) -> np.ndarray:
+    """Route label of each carb event (0: none, route by window; 1 + index in ROUTES)."""
+    routes = meal_types.astype("string").str.lower().map(ROUTE_OF_MEAL_TYPE)
+    return np.array([0 if pd.isna(r) else 1 + ROUTES.index(r) for r in routes], dtype=int)
+
+
 def _minute_index(times: pd.Series, start: pd.Timestamp) -> np.ndarray:
     return ((times - start) // MINUTE).to_numpy(dtype=np.int64)
 
@@ -96,13 +118,13 @@ def _minute_index(times: pd.Series, start: pd.Timestamp) -> np.ndarray:
 def minute_grid(recording: Recording) -> MinuteGrid:
     """Turn one subject's recording into a :class:`MinuteGrid`.
 
-    Carbs and normal boluses fall in the minute of their time stamp; an extended or dual
-    bolus delivers ``units_u - extended_units_u`` then, and ``extended_units_u`` evenly over
-    ``duration_min``. A basal rate (U/h; a suspension or missing rate is 0) holds until the
-    next basal event; one with ``duration_min`` holds that long and then the last rate
-    without a duration (the scheduled one) resumes. Before the first basal event the basal is
-    0. Fingersticks and rows without a value are ignored. The local clock of the meal windows
-    is the first CGM reading's ``utc_offset_min`` (none: the times are local already).
+    Carbs and normal boluses fall in the minute of their time stamp; an extended or dual bolus
+    delivers ``units_u - extended_units_u`` then, and ``extended_units_u`` evenly over
+    ``duration_min``. A basal rate (U/h; a suspension is 0; an event without a rate is skipped)
+    holds until the next basal event; one with ``duration_min`` holds that long and then the
+    last rate without a duration (the scheduled one) resumes. Before the first basal event the
+    basal is 0. Fingersticks and rows without a value are ignored. The local clock of the meal
+    windows is the first CGM reading's ``utc_offset_min`` (none: the times are local already).
     Raises ``ValueError`` for a recording of several subjects or without CGM readings.
     """
     _single_subject(recording)
@@ -134,6 +156,9 @@ def minute_grid(recording: Recording) -> MinuteGrid:
 
     basal = np.zeros(minutes)
     events = insulin[insulin["event"] == "basal"]
+    # A rate left missing (an importer's flagged outlier, a percent-only temp basal) says
+    # nothing about delivery: the previous rate holds. A suspension delivers nothing.
+    events = events[events["rate_u_per_h"].notna() | (events["delivery"] == "suspend")]
     event_minute = _minute_index(events["time"], start)
     rate = events["rate_u_per_h"].fillna(0.0).to_numpy(float) / 60.0
     rate[(events["delivery"] == "suspend").to_numpy(bool)] = 0.0
@@ -152,6 +177,13 @@ def minute_grid(recording: Recording) -> MinuteGrid:
     offsets = cgm["utc_offset_min"].dropna()
     utc_offset_min = int(offsets.iloc[0]) if len(offsets) else 0
     window = meal_windows(start, minutes, utc_offset_min)
+    label = np.zeros(minutes, dtype=int)
+    grams = carbs["carbs_g"].to_numpy(float)
+    labelled = zip(_minute_index(carbs["time"], start), meal_labels(carbs["meal_type"]), grams,
+                   strict=True)  # fmt: skip
+    for m, lab, g in sorted(labelled, key=lambda row: row[2]):  # the most grams win
+        if g > 0:
+            label[m] = lab
     order = np.argsort(_minute_index(cgm["time"], start), kind="stable")
     return MinuteGrid(
         start=start,
@@ -160,7 +192,7 @@ def minute_grid(recording: Recording) -> MinuteGrid:
         basal_u_per_min=basal,
         cgm_minute=_minute_index(cgm["time"], start)[order],
         cgm_mg_dl=cgm["glucose_mg_dl"].to_numpy(float)[order],
-        meal_window=window,
+        meal_window=meal_code(window, label).astype(float),
         utc_offset_min=utc_offset_min,
     )
 

@@ -7,9 +7,11 @@ glucose concentrations to assess alternative therapies", IEEE Trans. Biomed. Eng
 ``py_replay_bg`` (``model_step`` of the T1D model). Equation numbers of the paper were not
 verified here, so equations are cited by subsystem. Time in minutes; per-kg masses.
 
-ReplayBG's multi-meal model: insulin sensitivity and carb absorption differ by time of day,
-with three windows of the local clock (breakfast B 04:00-11:00, lunch L 11:00-17:00, dinner D
-17:00-04:00); w below is the window of the current minute.
+ReplayBG's multi-meal model: insulin sensitivity differs by time of day, with three windows of
+the local clock (breakfast B 04:00-11:00, lunch L 11:00-17:00, dinner D 17:00-04:00; w below
+is the window of the current minute), and carbs are absorbed along one of four routes by meal
+type (B, L, D and S for snacks and hypotreatments; r below), each with its own absorption
+rate. Carbs without a meal type take the route of the window they are eaten in.
 
 Glucose-insulin minimal model (Bergman), plasma glucose G (mg/dL), remote insulin action X
 (µU/mL)::
@@ -24,11 +26,11 @@ Subcutaneous insulin, two compartments Isc1, Isc2 and plasma insulin Ip (mU/kg),
     dIsc2/dt = kd Isc1 - ka2 Isc2
     dIp/dt   = ka2 Isc2 - ke Ip
 
-Meal: per window v in {B, L, D}, two stomach compartments and the gut (mg/kg); carbs cho
-(mg/(kg·min)) eaten in window w enter route w only; kgri = kempt as in ReplayBG; rate of
+Meal: per route v in {B, L, D, S}, two stomach compartments and the gut (mg/kg); carbs cho
+(mg/(kg·min)) of route r enter route r only; kgri = kempt as in ReplayBG; rate of
 appearance Ra = f sum_v kabs_v Qgut_v (mg/(kg·min))::
 
-    dQsto1_v/dt = -kempt Qsto1_v + cho [v = w]
+    dQsto1_v/dt = -kempt Qsto1_v + cho [v = r]
     dQsto2_v/dt = kempt (Qsto1_v - Qsto2_v)
     dQgut_v/dt  = kempt Qsto2_v - kabs_v Qgut_v
 
@@ -38,17 +40,19 @@ Sensor: interstitial glucose IG (mg/dL) follows G with first-order delay alpha (
 
 Ib is the plasma insulin at the basal steady state under ``u2ss``: Ib = u2ss/(ke VI).
 
-The window is the model's extra per-minute input ``meal_window`` (0 = B, 1 = L, 2 = D; see
-:func:`glucotwin.twin.inputs.meal_windows`); without it every minute is in window B, so
-the B parameters make a single-meal model.
+Window and route are the model's extra per-minute input ``meal_window``, a meal code
+(:func:`meal_code`): w + 3 l with w the window (0 = B, 1 = L, 2 = D; see
+:func:`glucotwin.twin.inputs.meal_windows`) and l the meal-type label of the minute's carbs
+(0 none: route by window; 1 B, 2 L, 3 D, 4 S), so plain windows 0, 1, 2 are valid codes;
+without it every minute is in window B, so the B parameters make a single-meal model.
 
 Hypoglycaemia: below Gb insulin action grows, as in ReplayBG and the UVA/Padova S2013
 simulator (C. Dalla Man et al., "The UVA/PADOVA type 1 diabetes simulator: new features",
 J. Diabetes Sci. Technol. 8(1), 26-34, 2014): SI X is multiplied by
 risk(G) = 1 + 10 r1 (ln(G)^r2 - ln(Gb)^r2)^2 for G < Gb (G held at 60 mg/dL below 60),
 1 otherwise, with r1 = 1.4407 and r2 = 0.8124 (``py_replay_bg`` values; the constants of
-Kovatchev's symmetrised risk scale). Departures from ReplayBG: absorption routes by time
-window rather than by meal label (snacks join the window they fall in); the meal delay beta
+Kovatchev's symmetrised risk scale). Departures from ReplayBG: hypotreatments share the
+snack route (ReplayBG gives them a fifth, H); unlabelled carbs route by window; the meal delay beta
 (ReplayBG's per-meal-type delay) is applied to the inputs by the fitter and the fast solver
 (:mod:`glucotwin.twin.solver`), not by this vector field.
 """
@@ -71,6 +75,29 @@ RISK_R2 = 0.8124
 """Constants of the hypoglycaemia risk term (module docstring)."""
 HYPO_FLOOR_MG_DL = 60.0
 
+WINDOWS = "BLD"
+"""Time windows of insulin sensitivity (breakfast, lunch, dinner)."""
+ROUTES = "BLDS"
+"""Meal absorption routes (breakfast, lunch, dinner, snack/hypotreatment)."""
+
+
+def meal_code(window, route_label=0):
+    """The per-minute meal code w + 3 l (module docstring): ``window`` 0, 1, 2 (B, L, D) and
+    ``route_label`` 0 (none: route by window) or 1 + the index of a route in :data:`ROUTES`."""
+    return window + 3 * route_label
+
+
+def window_of(code: jax.Array) -> jax.Array:
+    """Time window (0 B, 1 L, 2 D) of meal codes (float or int)."""
+    return jnp.mod(code, 3)
+
+
+def route_of(code: jax.Array) -> jax.Array:
+    """Absorption route (index in :data:`ROUTES`) of meal codes: the label's when set, else the
+    window's."""
+    label = jnp.floor_divide(code, 3)
+    return jnp.where(label == 0, jnp.mod(code, 3), label - 1)
+
 
 def hypoglycaemia_risk(glucose_mg_dl: jax.Array, gb_mg_dl: jax.Array) -> jax.Array:
     """risk(G) >= 1, the factor on insulin action below basal glucose (module docstring)."""
@@ -90,7 +117,8 @@ class TwinParams(NamedTuple):
     Identified: ``Gb`` basal glucose, mg/dL; ``SG`` glucose effectiveness, 1/min; ``SI_B``,
     ``SI_L``, ``SI_D`` insulin sensitivity per time window, mL/(µU·min); ``p2`` insulin
     action rate, 1/min; ``kd``, ``ka2`` subcutaneous insulin rates, 1/min; ``kempt`` gastric
-    emptying, 1/min; ``kabs_B``, ``kabs_L``, ``kabs_D`` gut absorption per window, 1/min.
+    emptying, 1/min; ``kabs_B``, ``kabs_L``, ``kabs_D``, ``kabs_S`` gut absorption per route,
+    1/min.
     Fixed (:data:`FIXED_VALUES`): ``VG`` glucose distribution volume, dL/kg; ``VI`` insulin
     distribution volume, L/kg; ``ke`` insulin clearance, 1/min; ``f``
     fraction of carbs that appears in plasma; ``alpha`` sensor delay, min. Subject: ``BW``
@@ -111,6 +139,7 @@ class TwinParams(NamedTuple):
     kabs_B: jax.Array
     kabs_L: jax.Array
     kabs_D: jax.Array
+    kabs_S: jax.Array
     BW: jax.Array
     u2ss: jax.Array
     VG: jax.Array
@@ -123,7 +152,7 @@ class TwinParams(NamedTuple):
 class TwinState(NamedTuple):
     """States of the twin: ``G`` plasma glucose, mg/dL; ``X`` insulin action, µU/mL;
     ``Isc1``, ``Isc2``, ``Ip`` insulin, mU/kg; ``Qsto1_v``, ``Qsto2_v``, ``Qgut_v`` carbs of
-    window v, mg/kg; ``IG`` interstitial glucose, mg/dL."""
+    route v, mg/kg; ``IG`` interstitial glucose, mg/dL."""
 
     G: jax.Array
     X: jax.Array
@@ -139,12 +168,15 @@ class TwinState(NamedTuple):
     Qsto1_D: jax.Array
     Qsto2_D: jax.Array
     Qgut_D: jax.Array
+    Qsto1_S: jax.Array
+    Qsto2_S: jax.Array
+    Qgut_S: jax.Array
     IG: jax.Array
 
 
 class TwinInputs(NamedTuple):
     """One minute's inputs: ``cho_mg_per_kg_per_min``, ``insulin_mu_per_kg_per_min`` and
-    ``meal_window`` (0 = B, 1 = L, 2 = D)."""
+    ``meal_window``, the meal code (:func:`meal_code`)."""
 
     cho_mg_per_kg_per_min: jax.Array
     insulin_mu_per_kg_per_min: jax.Array
@@ -165,13 +197,14 @@ def twin_params(
     u2ss: float,
     **overrides: float,
 ) -> TwinParams:
-    """Validated :class:`TwinParams` (units there). ``SI`` and ``kabs`` fill every window;
-    ``overrides`` sets per-window values (``SI_L=...``) or :data:`FIXED_VALUES`.
+    """Validated :class:`TwinParams` (units there). ``SI`` fills every window and ``kabs`` every
+    route; ``overrides`` sets per-window or per-route values (``SI_L=...``, ``kabs_S=...``) or
+    :data:`FIXED_VALUES`.
 
     Raises ``ValueError`` naming the first parameter that is not finite and positive
     (``u2ss`` may be zero), or an unknown fixed name.
     """
-    windows = {f"{name}_{v}": value for name, value in (("SI", SI), ("kabs", kabs)) for v in "BLD"}
+    windows = {f"SI_{v}": SI for v in WINDOWS} | {f"kabs_{v}": kabs for v in ROUTES}
     values = dict(Gb=Gb, SG=SG, p2=p2, kd=kd, ka2=ka2, kempt=kempt, BW=BW, u2ss=u2ss,
                   **windows, **FIXED_VALUES)  # fmt: skip
     unknown = set(overrides) - set(windows) - set(FIXED_VALUES)
@@ -191,8 +224,8 @@ def basal_plasma_insulin_mu_per_l(params: TwinParams) -> jax.Array:
 
 
 def inputs_from_doses(carbs_g_per_min, insulin_u_per_min, params: TwinParams, extra=None):
-    """Per-minute carbs (g/min) and insulin (U/min) as per-kg rates, and the meal window
-    ``extra`` (0, 1, 2; window B when ``None``), as :class:`TwinInputs`."""
+    """Per-minute carbs (g/min) and insulin (U/min) as per-kg rates, and the meal code
+    ``extra`` (:func:`meal_code`; window B when ``None``), as :class:`TwinInputs`."""
     window = jnp.zeros_like(carbs_g_per_min) if extra is None else extra
     return TwinInputs(
         cho_mg_per_kg_per_min=carbs_g_per_min * MG_PER_G / params.BW,
@@ -207,12 +240,12 @@ def vector_field(t, state: TwinState, inputs: TwinInputs, params: TwinParams, me
     p, y = params, state
     insulin = y.Ip / p.VI
     cho = inputs.cho_mg_per_kg_per_min
-    window = inputs.meal_window
+    window, route = window_of(inputs.meal_window), route_of(inputs.meal_window)
     si = jnp.where(window == 0, p.SI_B, jnp.where(window == 1, p.SI_L, p.SI_D))
-    ra = p.f * (p.kabs_B * y.Qgut_B + p.kabs_L * y.Qgut_L + p.kabs_D * y.Qgut_D)
-    eaten = {v: jnp.where(window == k, cho, 0.0) for k, v in enumerate("BLD")}
+    ra = p.f * sum(getattr(p, f"kabs_{v}") * getattr(y, f"Qgut_{v}") for v in ROUTES)
+    eaten = {v: jnp.where(route == k, cho, 0.0) for k, v in enumerate(ROUTES)}
     meal = {}
-    for v in "BLD":
+    for v in ROUTES:
         sto1, sto2, gut = (getattr(y, f"{name}_{v}") for name in ("Qsto1", "Qsto2", "Qgut"))
         meal[f"Qsto1_{v}"] = -p.kempt * sto1 + eaten[v]
         meal[f"Qsto2_{v}"] = p.kempt * (sto1 - sto2)
@@ -238,7 +271,7 @@ def steady_state(params: TwinParams) -> TwinState:
         Isc1=params.u2ss / params.kd,
         Isc2=params.u2ss / params.ka2,
         Ip=params.u2ss / params.ke,
-        **{f"{name}_{v}": zero for v in "BLD" for name in ("Qsto1", "Qsto2", "Qgut")},
+        **{f"{name}_{v}": zero for v in ROUTES for name in ("Qsto1", "Qsto2", "Qgut")},
         IG=params.Gb,
     )
 

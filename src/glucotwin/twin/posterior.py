@@ -39,6 +39,7 @@ from glucotwin.twin.fit import (
     TwinValues,
     coordinate_names,
     days_of,
+    objective_hessian,
     twin_values,
 )
 from glucotwin.twin.inputs import day_index, meal_windows, minute_grid
@@ -133,7 +134,7 @@ def check_identifiable(recording: Recording) -> None:
 def laplace_covariance(fitter: TwinFitter) -> tuple[np.ndarray, bool]:
     """The Laplace covariance in z at a fitted :class:`TwinFitter`'s MAP and whether the
     eigenvalue floor was used (module docstring)."""
-    hessian = np.asarray(jax.jit(jax.hessian(fitter.objective_.loss))(jnp.asarray(fitter.z_)))
+    hessian = np.asarray(objective_hessian(fitter.objective_, jnp.asarray(fitter.z_)))
     hessian = 0.5 * (hessian + hessian.T)
     eigenvalues, vectors = np.linalg.eigh(hessian)
     regularised = bool(eigenvalues.min() < MIN_EIGENVALUE)
@@ -144,7 +145,7 @@ def laplace_covariance(fitter: TwinFitter) -> tuple[np.ndarray, bool]:
 
 def _posterior(fitter: TwinFitter, start_local, cov_z, regularised, draws_z=None, method="map"):
     objective = fitter.objective_
-    scale = objective.scale
+    scale = np.asarray(objective.scale)
     grid = fitter.grid_
     draws = None
     if draws_z is not None:
@@ -155,8 +156,8 @@ def _posterior(fitter: TwinFitter, start_local, cov_z, regularised, draws_z=None
     return TwinPosterior(
         mean=np.asarray(objective.unconstrained(jnp.asarray(fitter.z_))),
         cov=0.5 * (cov + cov.T),
-        bw_kg=objective.bw_kg,
-        u2ss_mu_per_kg_per_min=objective.u2ss,
+        bw_kg=float(objective.bw_kg),
+        u2ss_mu_per_kg_per_min=float(objective.u2ss),
         start_local=start_local,
         regularised=regularised,
         metrics={

@@ -8,8 +8,8 @@ minute is then a few small matrix-vector products and two exponentials instead o
 to evaluate and 8× faster to differentiate, which is what identification spends its time on.
 
 1. Insulin (Isc1, Isc2, Ip and the remote action X) as deviations from the basal steady state
-   under u2ss, a 4-state linear system driven by u - u2ss, and each window's meal chain
-   (Qsto1, Qsto2, Qgut) driven by the carbs eaten in that window: discretised exactly for
+   under u2ss, a 4-state linear system driven by u - u2ss, and each route's meal chain
+   (Qsto1, Qsto2, Qgut) driven by the carbs of that route (B, L, D, S): discretised exactly for
    inputs held over each minute (zero-order hold; the matrix exponential of the augmented
    system, Van Loan 1978, "Computing integrals involving the matrix exponential", IEEE TAC
    23(3)): x_{k+1} = Phi x_k + Gamma u_k.
@@ -28,8 +28,8 @@ approximations of the same ODE of order 2 or better at a 1-min step with time co
 
 Optional refinements the fitter identifies (both default to ReplayBG's plain model):
 ``si_factor``, a per-minute multiplier of insulin sensitivity (per-day drift), and
-``meal_delay_min``, a delay of the carbs' entry into the stomach per window (ReplayBG's beta_B,
-beta_L, beta_D), applied as a mass-conserving fractional shift of the cumulative carbs.
+``meal_delay_min``, a delay of the carbs' entry into the stomach per route (ReplayBG's beta_B,
+beta_L, beta_D, beta_S), applied as a mass-conserving fractional shift of the cumulative carbs.
 
 Row k of every output is the state at t = k min, before minute k's inputs act (the engine's
 convention); minute k's carbs (g) and insulin (U) are spread evenly over [k, k+1).
@@ -43,9 +43,15 @@ import jax
 import jax.numpy as jnp
 
 import glucotwin.physiology  # noqa: F401  (turns on float64)
-from glucotwin.twin.model import MG_PER_G, MU_PER_UNIT, TwinParams, hypoglycaemia_risk
-
-WINDOWS = "BLD"
+from glucotwin.twin.model import (
+    MG_PER_G,
+    MU_PER_UNIT,
+    ROUTES,
+    TwinParams,
+    hypoglycaemia_risk,
+    route_of,
+    window_of,
+)
 
 
 class TwinTrajectory(NamedTuple):
@@ -155,16 +161,19 @@ def solve_twin(
     """The twin's trajectory over ``len(carbs_g_per_min)`` minutes from G = IG = ``g0_mg_dl``
     with insulin at the basal steady state under u2ss and an empty gut.
 
-    Per-minute inputs: carbs (g/min), insulin (U/min, basal included), ``meal_window`` (0 B,
-    1 L, 2 D: routes the carbs and picks SI), optional ``si_factor`` (multiplies SI; 1 when
-    ``None``) and ``meal_delay_min`` (min; a scalar or one per window B, L, D; 0 when
-    ``None``): the carbs eaten in a window enter its stomach that much later. Scalar
+    Per-minute inputs: carbs (g/min), insulin (U/min, basal included), ``meal_window`` (the
+    meal code, :func:`glucotwin.twin.model.meal_code`: routes the carbs and picks SI),
+    optional ``si_factor`` (multiplies SI; 1 when ``None``) and ``meal_delay_min`` (min; a
+    scalar or one per route B, L, D, S; 0 when ``None``): the carbs of a route enter its
+    stomach that much later. Scalar
     ``params``; ``vmap`` for batches. Differentiable and traceable.
     """
     p = params
     carbs = jnp.asarray(carbs_g_per_min, float)
     insulin = jnp.asarray(insulin_u_per_min, float)
-    window = jnp.asarray(meal_window)
+    code = jnp.asarray(meal_window)
+    window, route = window_of(code), route_of(code)
+    n_routes = len(ROUTES)
 
     # 1. Insulin deviations (Isc1, Isc2, Ip, X) from the basal steady state; X is one already.
     a_insulin = jnp.array(
@@ -178,14 +187,14 @@ def solve_twin(
     phi_insulin, gamma_insulin = _zoh(a_insulin, jnp.array([1.0, 0.0, 0.0, 0.0]))
     u = insulin * MU_PER_UNIT / p.BW - p.u2ss
 
-    # 1'. Meals, one chain (Qsto1, Qsto2, Qgut) per window, fed by the carbs eaten in it.
+    # 1'. Meals, one chain (Qsto1, Qsto2, Qgut) per route, fed by the carbs of that route.
     cho = carbs * MG_PER_G / p.BW
-    routes = jnp.stack([jnp.where(window == k, cho, 0.0) for k in range(3)], axis=1)
+    routes = jnp.stack([jnp.where(route == k, cho, 0.0) for k in range(n_routes)], axis=1)
     if meal_delay_min is not None:
-        delays = jnp.broadcast_to(jnp.asarray(meal_delay_min, float), (3,))
+        delays = jnp.broadcast_to(jnp.asarray(meal_delay_min, float), (n_routes,))
         routes = jax.vmap(delayed, in_axes=(1, 0), out_axes=1)(routes, delays)
-    kabs = jnp.stack([getattr(p, f"kabs_{v}") for v in WINDOWS])
-    zero = jnp.zeros(3)
+    kabs = jnp.stack([getattr(p, f"kabs_{v}") for v in ROUTES])
+    zero = jnp.zeros(n_routes)
     a_meal = jnp.stack(
         [
             jnp.stack([-p.kempt + zero, zero, zero], axis=-1),
@@ -194,9 +203,10 @@ def solve_twin(
         ],
         axis=-2,
     )
-    phi_meal, gamma_meal = _zoh(a_meal, jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0]), (3, 3)))
+    entry = jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0]), (n_routes, 3))
+    phi_meal, gamma_meal = _zoh(a_meal, entry)
 
-    # X and each window's Qgut at t = 0..n, by convolution with their impulse responses.
+    # X and each route's Qgut at t = 0..n, by convolution with their impulse responses.
     x = _response(phi_insulin, gamma_insulin, u)[:, 3]
     gut = jax.vmap(_response, in_axes=(0, 0, 1), out_axes=1)(phi_meal, gamma_meal, routes)
     ra = p.f * gut[:, :, 2] @ kabs

@@ -1,13 +1,13 @@
 """A fitted twin (:class:`~glucotwin.twin.posterior.TwinPosterior`) as a JSON file.
 
-Layout (``format_version`` 2)::
+Layout (``format_version`` 3: four meal routes B, L, D, S)::
 
-    {"format": "glucotwin-twin", "format_version": 1, "glucotwin_version": "...",
+    {"format": "glucotwin-twin", "format_version": 3, "glucotwin_version": "...",
      "disclaimer": "...", "model": "replaybg_twin",
      "parameters": {"Gb": {"value": 119.0, "unit": "mg/dL"}, ...},    # MAP, fixed, subject
      "initial_glucose_mg_dl": ..., "noise_sd_mg_dl": ...,
      "start_local": "2027-05-11T06:00:00",                            # replay minute 0
-     "meal_delay_min": {"B": ..., "L": ..., "D": ...},                # MAP
+     "meal_delay_min": {"B": ..., "L": ..., "D": ..., "S": ...},      # MAP
      "si_day_factor": [1.0, ...],                                     # MAP, per fitted day
      "posterior": {"space": "unconstrained", "coordinates": [...], "mean": [...],
                    "cov": [[...]], "draws": [[...]] or null, "regularised": false},
@@ -32,15 +32,15 @@ from glucotwin import DISCLAIMER, __version__
 from glucotwin.data.errors import DataError
 from glucotwin.data.exporters import _write_atomically
 from glucotwin.twin.fit import coordinate_names, days_of
-from glucotwin.twin.model import FIXED_VALUES, REPLAYBG_TWIN
+from glucotwin.twin.model import FIXED_VALUES, REPLAYBG_TWIN, ROUTES
 from glucotwin.twin.posterior import METHODS, TwinPosterior
 
 FORMAT = "glucotwin-twin"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 UNITS = {
     "Gb": "mg/dL", "SG": "1/min", "SI_B": "mL/(uU*min)", "SI_L": "mL/(uU*min)",
     "SI_D": "mL/(uU*min)", "p2": "1/min", "kd": "1/min", "ka2": "1/min", "kempt": "1/min",
-    "kabs_B": "1/min", "kabs_L": "1/min", "kabs_D": "1/min", "BW": "kg",
+    "kabs_B": "1/min", "kabs_L": "1/min", "kabs_D": "1/min", "kabs_S": "1/min", "BW": "kg",
     "u2ss": "mU/(kg*min)", "VG": "dL/kg", "VI": "L/kg", "ke": "1/min", "f": "1",
     "alpha": "min",
 }  # fmt: skip
@@ -65,7 +65,7 @@ def twin_document(posterior: TwinPosterior, seed: int = 0) -> dict:
         "initial_glucose_mg_dl": posterior.initial_glucose_mg_dl,
         "noise_sd_mg_dl": posterior.noise_sd_mg_dl,
         "start_local": pd.Timestamp(posterior.start_local).isoformat(),
-        "meal_delay_min": dict(zip("BLD", map(float, values.meal_delay_min), strict=True)),
+        "meal_delay_min": dict(zip(ROUTES, map(float, values.meal_delay_min), strict=True)),
         "si_day_factor": [float(v) for v in np.exp(np.asarray(values.si_day_log))],
         "posterior": {
             "space": "unconstrained",
