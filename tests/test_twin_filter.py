@@ -129,3 +129,18 @@ def test_init_rejects_bad_settings():
         init_filter(params, steady_state(params), n_members=1)
     with pytest.raises(ValueError, match="must be >= 0"):
         init_filter(params, steady_state(params), glucose_sd_mg_dl=-1.0)
+
+
+def test_a_non_finite_member_is_replaced_and_log_si_stays_bounded():
+    params = twin_params(**TRUTH)
+    fs = init_filter(params, steady_state(params), n_members=8, seed=0, log_si_sd=0.1)
+    poisoned = fs.states._replace(G=fs.states.G.at[3].set(jnp.nan))
+    fs = fs._replace(states=poisoned, log_si=fs.log_si.at[0].set(10.0))
+    after = predict(fs, 0.0, 0.0, minutes=5)
+    assert all(bool(jnp.all(jnp.isfinite(v))) for v in after.states)
+    assert float(jnp.max(jnp.abs(after.log_si))) <= np.log(5.0) + 1e-12
+    # The replaced member sits at the others' mean, not at an arbitrary value.
+    others = np.delete(np.asarray(after.states.Isc1), 3)
+    assert float(after.states.Isc1[3]) == pytest.approx(float(np.mean(others)), rel=0.05)
+    analysed = update(after, 150.0, 5.0)
+    assert float(jnp.max(jnp.abs(analysed.log_si))) <= np.log(5.0) + 1e-12

@@ -2,7 +2,14 @@
 
 - :mod:`.model`: the ReplayBG twin (Cappon et al. 2023) as a :class:`glucotwin.physiology.Model`.
 - :mod:`.inputs`: one subject's recording as per-minute carbs/insulin and CGM observations.
-- :mod:`.fit`: MAP identification (:class:`TwinFitter`).
+- :mod:`.solver`: the fast solver identification differentiates through.
+- :mod:`.fit`: the posterior's coordinates and MAP identification (:class:`TwinFitter`).
+- :mod:`.posterior`: Laplace, NUTS and SVI posteriors, predictive bands for any replay.
+- :mod:`.sampling`: NUTS and SVI (numpyro) on the same objective.
+- :mod:`.drift`: the drift monitor (recent out-of-sample error against the twin's bands).
+- :mod:`.filter`: online state estimation (ensemble Kalman filter).
+- :mod:`.calibration`: simulation-based calibration on virtual subjects with known truth.
+- :mod:`.store`: a fitted twin as a JSON file.
 """
 
 from glucotwin.twin.fit import IDENTIFIED, PRIORS, TwinFitter, TwinReplay, replay_glucose

@@ -208,7 +208,7 @@ def draw_truth(rng: np.random.Generator, n: int, prior: TwinObjective) -> dict[s
     generating prior: the fitter's, u = offset + scale z with z ~ N(0, I), except
     ln G0 = ln Gb + 0.3 z (module docstring)."""
     z = rng.standard_normal((n, prior.size))
-    u = prior.offset + z @ prior.scale.T
+    u = np.asarray(prior.offset) + z @ np.asarray(prior.scale).T
     names = prior.coordinates
     i_g0 = names.index("G0")
     u[:, i_g0] = u[:, names.index("Gb")] + G0_PRIOR_SD * z[:, i_g0]
@@ -219,7 +219,7 @@ def prior_sd(prior: TwinObjective) -> dict[str, float]:
     """Prior SD of each coordinate of ``prior`` (sqrt of diag(scale scale^T); G0 as generated)
     and of :data:`DERIVED` (Monte Carlo, 10^5 fixed draws: no closed form)."""
     draws = draw_truth(np.random.default_rng(0), 100_000, prior)
-    sd = np.sqrt(np.sum(prior.scale**2, axis=1))
+    sd = np.sqrt(np.sum(np.asarray(prior.scale) ** 2, axis=1))
     out = {name: float(sd[k]) for k, name in enumerate(prior.coordinates)}
     out["G0"] = float(np.std(draws["G0"]))
     out.update({name: float(np.std(f(draws))) for name, f in DERIVED.items()})

@@ -20,7 +20,8 @@ drift over days while the windows keep their fitted ratios.
   ensemble anomalies A (states), a (IG), K = cov(A, a) / (var(a) + R), R the CGM noise
   variance, each member moves by K (y + e_i - IG_i), e_i ~ N(0, R). Masses (insulin and
   carbs compartments) are clipped at zero after the analysis; a NaN reading leaves the
-  ensemble unchanged.
+  ensemble unchanged. log_si stays within ±ln 5 (:data:`MAX_LOG_SI`), and a member that
+  turns non-finite is replaced by the mean of the others.
 
 Everything is a pure function of :class:`FilterState` (a pytree); :func:`step` is the
 jit-compiled predict + update.
@@ -28,6 +29,7 @@ jit-compiled predict + update.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import NamedTuple
 
@@ -48,6 +50,8 @@ from glucotwin.twin.model import (
 )
 
 MINUTES_PER_DAY = 24.0 * 60.0
+MAX_LOG_SI = math.log(5.0)
+"""log_si is kept within ±ln 5: insulin sensitivity at most 5× above or below the fit."""
 _MASSES = tuple(name for name in TwinState._fields if name not in ("G", "X", "IG"))
 _GUT = tuple(name for name in TwinState._fields if name.startswith("Q"))
 _INSULIN = ("Isc1", "Isc2", "Ip")
@@ -162,6 +166,7 @@ def predict(fs: FilterState, carbs_g, insulin_u, minutes: int = 5, meal_window=0
         return integrate_minute(states, t, inputs, params, (), 1, field_of=vector_field), None
 
     states, _ = jax.lax.scan(minute, fs.states, (carbs, insulin, window))
+    states = _repair(states, fs.states)
     key, k_glucose, k_si = jax.random.split(fs.key, 3)
     n = fs.log_si.shape[0]
     g_noise = fs.glucose_noise_mg_dl * jnp.sqrt(minutes) * jax.random.normal(k_glucose, (n,))
@@ -169,7 +174,9 @@ def predict(fs: FilterState, carbs_g, insulin_u, minutes: int = 5, meal_window=0
     states = states._replace(G=jnp.maximum(states.G + g_noise, 1.0), IG=jnp.maximum(states.IG, 1.0))
     return fs._replace(
         states=states,
-        log_si=fs.log_si + si_step * jax.random.normal(k_si, (n,)),
+        log_si=jnp.clip(
+            fs.log_si + si_step * jax.random.normal(k_si, (n,)), -MAX_LOG_SI, MAX_LOG_SI
+        ),
         meal_window=window[-1],
         key=key,
     )
@@ -197,7 +204,22 @@ def update(fs: FilterState, cgm_mg_dl, noise_sd_mg_dl) -> FilterState:
         fields[name] = jnp.maximum(fields[name], 0.0)
     for name in ("G", "IG"):
         fields[name] = jnp.maximum(fields[name], 1.0)
-    return fs._replace(states=TwinState(**fields), log_si=analysed[:, -1], key=key)
+    log_si = jnp.clip(analysed[:, -1], -MAX_LOG_SI, MAX_LOG_SI)
+    return fs._replace(states=_repair(TwinState(**fields), fs.states), log_si=log_si, key=key)
+
+
+def _repair(states: TwinState, before: TwinState) -> TwinState:
+    """A member whose propagation or analysis gave a non-finite value (an extreme member of
+    a wide ensemble) takes the mean of the finite members, or its state before the step
+    when none is finite, so that one member cannot poison the ensemble's covariances."""
+    stacked = jnp.stack(states, axis=1)
+    finite = jnp.all(jnp.isfinite(stacked), axis=1)
+    count = jnp.sum(finite)
+    mean = jnp.sum(jnp.where(finite[:, None], stacked, 0.0), axis=0) / jnp.maximum(count, 1)
+    fallback = jnp.where(count > 0, mean, 0.0)
+    repaired = jnp.where(finite[:, None], stacked, fallback[None, :])
+    repaired = jnp.where(count > 0, repaired, jnp.stack(before, axis=1))
+    return TwinState(*repaired.T)
 
 
 @partial(jax.jit, static_argnames="minutes")
