@@ -12,10 +12,11 @@ drift over days while the windows keep their fitted ratios.
 
 - :func:`predict` propagates each member with the twin's vector field, one classic RK4 step
   per minute with the minute's inputs held constant (the engine's ``substeps=1``,
-  ``meal_substeps=1``: the fitter's setting), then adds process noise once per interval of
-  ``minutes``: plasma glucose G += N(0, q_G² minutes) (mg/dL; model error of the
-  glucose equation) and log_si += N(0, q_SI² minutes/1440) (q_SI per square-root day).
-  G and IG stay >= 1 mg/dL.
+  ``meal_substeps=1``: the fitter's setting), with process noise after every minute: plasma
+  glucose G += N(0, q_G²) (mg/dL; model error of the glucose equation, added minute by
+  minute so that by the reading IG has taken up part of it and the analysis can correct G
+  through their correlation) and IG += N(0, q_IG²); and once per interval log_si +=
+  N(0, q_SI² minutes/1440) (q_SI per square-root day). G and IG stay >= 1 mg/dL.
 - :func:`update` assimilates one CGM reading y of the interstitial glucose IG: with
   ensemble anomalies A (states), a (IG), K = cov(A, a) / (var(a) + R), R the CGM noise
   variance, each member moves by K (y + e_i - IG_i), e_i ~ N(0, R). Masses (insulin and
@@ -64,6 +65,7 @@ class FilterState(NamedTuple):
     (n_members,): log factor on the fitted SI; ``params``: the fitted :class:`TwinParams`
     (scalars); ``meal_window``: the window (0 B, 1 L, 2 D) of the last predicted minute;
     ``key``: the JAX random key; ``glucose_noise_mg_dl``: q_G, mg/dL per square-root minute;
+    ``interstitial_noise_mg_dl``: q_IG, the same for IG;
     ``log_si_noise``: q_SI per square-root day.
     """
 
@@ -73,6 +75,7 @@ class FilterState(NamedTuple):
     meal_window: jax.Array
     key: jax.Array
     glucose_noise_mg_dl: jax.Array
+    interstitial_noise_mg_dl: jax.Array
     log_si_noise: jax.Array
 
 
@@ -104,6 +107,7 @@ def init_filter(
     glucose_sd_mg_dl: float = 10.0,
     log_si_sd: float = 0.2,
     glucose_noise_mg_dl: float = 1.0,
+    interstitial_noise_mg_dl: float = 0.0,
     log_si_noise: float = 0.3,
     meal_window: int = 0,
 ) -> FilterState:
@@ -111,13 +115,17 @@ def init_filter(
     :func:`steady_state` with G and IG set to the first CGM reading).
 
     G and IG get the same N(0, ``glucose_sd_mg_dl``²) draw, log_si N(0, ``log_si_sd``²);
-    the other states start at ``state0``. ``glucose_noise_mg_dl`` (per square-root minute)
-    and ``log_si_noise`` (per square-root day) are the process noises of :func:`predict`.
+    the other states start at ``state0``. ``glucose_noise_mg_dl`` and
+    ``interstitial_noise_mg_dl`` (per square-root minute) and ``log_si_noise`` (per
+    square-root day) are the process noises of :func:`predict`; q_IG, model error seen by the
+    sensor, lets the analysis follow the readings closely when the twin's glucose equation
+    misses real dynamics (as on free-living data).
     Raises ``ValueError`` for fewer than 2 members or a negative SD.
     """
     if n_members < 2:
         raise ValueError(f"n_members must be >= 2, got {n_members}")
-    if min(glucose_sd_mg_dl, log_si_sd, glucose_noise_mg_dl, log_si_noise) < 0:
+    noises = (glucose_noise_mg_dl, interstitial_noise_mg_dl, log_si_noise)
+    if min(glucose_sd_mg_dl, log_si_sd, *noises) < 0:
         raise ValueError("standard deviations and process noises must be >= 0")
     key, k_glucose, k_si = jax.random.split(jax.random.key(seed), 3)
     states = jax.tree.map(lambda x: jnp.full(n_members, x, float), state0)
@@ -132,6 +140,7 @@ def init_filter(
         meal_window=jnp.asarray(meal_window, float),
         key=key,
         glucose_noise_mg_dl=jnp.asarray(glucose_noise_mg_dl, float),
+        interstitial_noise_mg_dl=jnp.asarray(interstitial_noise_mg_dl, float),
         log_si_noise=jnp.asarray(log_si_noise, float),
     )
 
@@ -159,19 +168,24 @@ def predict(fs: FilterState, carbs_g, insulin_u, minutes: int = 5, meal_window=0
     window = jnp.broadcast_to(jnp.asarray(meal_window, float), (minutes,))
     params = _member_params(fs)
 
+    key, k_glucose, k_si, k_ig = jax.random.split(fs.key, 4)
+    n = fs.log_si.shape[0]
+    g_noise = fs.glucose_noise_mg_dl * jax.random.normal(k_glucose, (minutes, n))
+    ig_noise = fs.interstitial_noise_mg_dl * jax.random.normal(k_ig, (minutes, n))
+
     def minute(states, xs):
-        c, u, w = xs
+        c, u, w, dg, dig = xs
         inputs = inputs_from_doses(c, u, fs.params, w)
         t = jnp.zeros(())
-        return integrate_minute(states, t, inputs, params, (), 1, field_of=vector_field), None
+        states = integrate_minute(states, t, inputs, params, (), 1, field_of=vector_field)
+        states = states._replace(
+            G=jnp.maximum(states.G + dg, 1.0), IG=jnp.maximum(states.IG + dig, 1.0)
+        )
+        return states, None
 
-    states, _ = jax.lax.scan(minute, fs.states, (carbs, insulin, window))
+    states, _ = jax.lax.scan(minute, fs.states, (carbs, insulin, window, g_noise, ig_noise))
     states = _repair(states, fs.states)
-    key, k_glucose, k_si = jax.random.split(fs.key, 3)
-    n = fs.log_si.shape[0]
-    g_noise = fs.glucose_noise_mg_dl * jnp.sqrt(minutes) * jax.random.normal(k_glucose, (n,))
     si_step = fs.log_si_noise * jnp.sqrt(minutes / MINUTES_PER_DAY)
-    states = states._replace(G=jnp.maximum(states.G + g_noise, 1.0), IG=jnp.maximum(states.IG, 1.0))
     return fs._replace(
         states=states,
         log_si=jnp.clip(
