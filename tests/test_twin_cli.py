@@ -15,6 +15,7 @@ from glucotwin.data.errors import DataError
 from glucotwin.data.formats import ImportOptions, read_files
 from glucotwin.data.sim_inputs import write_table_csv
 from glucotwin.twin.inputs import minute_grid
+from glucotwin.twin.model import ROUTES, route_of
 from glucotwin.twin.store import load_twin
 
 runner = CliRunner()
@@ -61,10 +62,16 @@ def test_replay_of_the_recorded_inputs_covers_the_cgm(fitted, tmp_path):
     used = (grid.carbs_g_per_min > 0) | (grid.insulin_u_per_min > 0)
     used[-1] = True  # the file's last row sets the replay's length
     minutes = np.flatnonzero(used)
+    # The file's meal types (ReplayBG labels) route the carbs as in the fit.
+    route = np.asarray(route_of(grid.meal_window[minutes])).astype(int)
+    labelled = np.asarray(grid.meal_window[minutes]) >= 3
+    names = {"B": "breakfast", "L": "lunch", "D": "dinner", "S": "snack"}
+    types = [names[ROUTES[r]] if lab else "" for r, lab in zip(route, labelled, strict=True)]
     inputs = write_table_csv(tmp_path / "inputs.csv", {
         "minute": minutes,
         "carbs_g": grid.carbs_g_per_min[minutes],
         "insulin_u": grid.insulin_u_per_min[minutes],
+        "meal_type": types,
     })  # fmt: skip
     out = tmp_path / "replay.csv"
     result = _invoke("twin", "replay", twin, "--inputs", inputs, "--out", out)
@@ -116,9 +123,9 @@ def test_short_data_is_refused(tmp_path):
 
 def test_a_bad_twin_file_is_refused(tmp_path):
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"format": "glucotwin-twin", "format_version": 2}))
+    bad.write_text(json.dumps({"format": "glucotwin-twin", "format_version": 3}))
     with pytest.raises(DataError, match="model"):
         load_twin(bad)
-    bad.write_text(json.dumps({"format": "glucotwin-twin", "format_version": 1}))
-    with pytest.raises(DataError, match="unsupported version"):
+    bad.write_text(json.dumps({"format": "glucotwin-twin", "format_version": 2}))
+    with pytest.raises(DataError, match=r"unsupported version.*refit"):
         load_twin(bad)

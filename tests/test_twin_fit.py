@@ -119,7 +119,14 @@ def test_minute_grid_routes_carbs_by_meal_type():
 
 def test_basal_event_without_a_rate_keeps_the_previous_rate():
     recording = _recording([120.0, 130.0], [0, 30], [], [], 0.0,
-                           basal_events=((0, 1.2), (10, np.nan), (20, 0.6)))  # fmt: skip
+                           basal_events=((0, 1.2), (10, 0.0), (20, 0.6)))  # fmt: skip
+    # An importer keeps a flagged outlier's row with its rate missing (AZT1D).
+    insulin = recording.insulin.copy()
+    row = insulin.index[insulin["time"] == START + pd.Timedelta(minutes=10)][0]
+    insulin.loc[row, "rate_u_per_h"] = np.nan
+    insulin.loc[row, "flag"] = "basal_out_of_range:4127"
+    recording = Recording.build(glucose=recording.glucose, insulin=insulin,
+                                carbs=recording.carbs, meta=recording.meta)  # fmt: skip
     basal = minute_grid(recording).basal_u_per_min
     np.testing.assert_allclose(basal[:20], 0.02)
     np.testing.assert_allclose(basal[20:], 0.01)

@@ -474,7 +474,8 @@ def twin_replay(
         Path,
         typer.Option(
             "--inputs",
-            help="CSV minute,carbs_g,insulin_u (basal included; sparse rows ok). Minute 0 is "
+            help="CSV minute,carbs_g,insulin_u[,meal_type] (basal included; sparse rows ok; "
+            "meal_type breakfast/lunch/dinner/snack routes the carbs as in the fit). Minute 0 is "
             "the first minute of the fitted data (the twin's start_local), where the twin "
             "starts from its fitted initial glucose with insulin at the basal steady state.",
         ),
@@ -485,18 +486,29 @@ def twin_replay(
 ) -> None:
     """Replay inputs through a fitted twin: median and 95 % predictive band per minute."""
     _enable_compilation_cache()
+    import numpy as np
+    import pandas as pd
+
     from glucotwin.data.sim_inputs import read_inputs_csv, write_table_csv
-    from glucotwin.twin.posterior import predictive_band
+    from glucotwin.twin.inputs import meal_labels
+    from glucotwin.twin.model import meal_code
+    from glucotwin.twin.posterior import predictive_band, replay_windows
     from glucotwin.twin.store import load_twin
 
+    meal_types: dict[int, str] = {}
     try:
         posterior = load_twin(twin)
-        carbs, insulin = read_inputs_csv(inputs)
+        carbs, insulin = read_inputs_csv(inputs, meal_types=meal_types)
     except DataError as exc:
         raise fail(exc.describe()) from None
     if carbs.size == 0:
         raise fail(f"{inputs}: no input rows")
-    band = predictive_band(posterior, carbs, insulin, n=draws, seed=seed, level=0.95)
+    codes = replay_windows(posterior, carbs.size)
+    if meal_types:
+        minutes = np.fromiter(meal_types, int)
+        labels = meal_labels(pd.Series(list(meal_types.values()), dtype="string"))
+        codes[minutes] = meal_code(codes[minutes], labels)
+    band = predictive_band(posterior, carbs, insulin, codes, n=draws, seed=seed, level=0.95)
     columns = {
         "minute": list(range(carbs.size)),
         "glucose_mg_dl": band.median,

@@ -2,7 +2,8 @@
 
 Inputs ``minute,carbs_g,insulin_u``: one row per minute that has anything in it (sparse rows
 allowed; a missing minute means zero carbs and zero insulin), carbs eaten and insulin
-delivered (basal included) during that minute. Trajectories
+delivered (basal included) during that minute; a twin replay also takes an optional fourth
+column ``meal_type`` (breakfast, lunch, dinner, snack or empty) that routes the carbs. Trajectories
 ``minute,glucose_mg_dl,plasma_glucose_mg_dl``: row m is the state at the start of minute m.
 Reading validates and raises :class:`DataError` with file, line and field; writing is atomic.
 """
@@ -24,10 +25,14 @@ INPUT_COLUMNS = ("minute", "carbs_g", "insulin_u")
 TRAJECTORY_COLUMNS = ("minute", "glucose_mg_dl", "plasma_glucose_mg_dl")
 
 
-def read_inputs_csv(path: str | Path, minutes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_inputs_csv(
+    path: str | Path, minutes: int | None = None, meal_types: dict[int, str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Read an inputs file into dense per-minute arrays (carbs g, insulin U).
 
-    ``minutes`` sets the length (default: last minute + 1). Raises :class:`DataError` naming
+    ``minutes`` sets the length (default: last minute + 1). With a ``meal_types`` dict, a
+    fourth column ``meal_type`` is allowed and its non-empty values are stored there by
+    minute. Raises :class:`DataError` naming
     file, line and field for a missing or unknown header, a wrong number of fields, a
     non-integer, negative or repeated minute, a non-numeric, negative or non-finite amount, or
     a minute beyond ``minutes``.
@@ -49,20 +54,24 @@ def read_inputs_csv(path: str | Path, minutes: int | None = None) -> tuple[np.nd
                 raise DataError(f"empty file: expected the header {','.join(INPUT_COLUMNS)}",
                                 file=path, line=1)  # fmt: skip
             names = [name.strip() for name in header]
-            unknown = [name for name in names if name not in INPUT_COLUMNS]
+            known = (*INPUT_COLUMNS, "meal_type") if meal_types is not None else INPUT_COLUMNS
+            unknown = [name for name in names if name not in known]
             if unknown:
                 raise DataError(
                     f"unknown column (expected {','.join(INPUT_COLUMNS)})",
                     file=path, line=1, field=unknown[0],
                 )  # fmt: skip
-            if names != list(INPUT_COLUMNS):
+            columns = list(INPUT_COLUMNS)
+            if meal_types is not None and names == [*INPUT_COLUMNS, "meal_type"]:
+                columns.append("meal_type")
+            if names != columns:
                 raise DataError(f"header must be {','.join(INPUT_COLUMNS)}, got {','.join(names)}",
                                 file=path, line=1)  # fmt: skip
             for line, row in enumerate(reader, start=2):
                 if not row or all(not cell.strip() for cell in row):
                     continue
-                if len(row) != len(INPUT_COLUMNS):
-                    raise DataError(f"expected {len(INPUT_COLUMNS)} fields, got {len(row)}",
+                if len(row) != len(columns):
+                    raise DataError(f"expected {len(columns)} fields, got {len(row)}",
                                     file=path, line=line)  # fmt: skip
                 minute = _minute(row[0], path, line)
                 if minute in seen:
@@ -72,6 +81,8 @@ def read_inputs_csv(path: str | Path, minutes: int | None = None) -> tuple[np.nd
                 minute_list.append(minute)
                 carbs_list.append(_amount(row[1], path, line, "carbs_g"))
                 insulin_list.append(_amount(row[2], path, line, "insulin_u"))
+                if len(columns) == 4 and row[3].strip():
+                    meal_types[minute] = row[3].strip()
         except UnicodeDecodeError:
             raise DataError("not a UTF-8 text file", file=path) from None
         except csv.Error as exc:

@@ -127,7 +127,8 @@ def load_twin(path: str | Path) -> TwinPosterior:
         raise DataError(f"not a GlucoTwin twin file (expected format {FORMAT!r})", file=path,
                         field="format")  # fmt: skip
     if _get(doc, "format_version", int, path) != FORMAT_VERSION:
-        raise DataError(f"unsupported version (this GlucoTwin reads {FORMAT_VERSION})",
+        raise DataError(f"unsupported version (this GlucoTwin reads {FORMAT_VERSION}; refit "
+                        "the twin with `glucotwin twin fit`)",
                         file=path, field="format_version")  # fmt: skip
     model = _get(doc, "model", str, path)
     if model != REPLAYBG_TWIN.name:
