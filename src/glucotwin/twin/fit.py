@@ -14,7 +14,7 @@ z with u = offset + scale z, and the prior is z ~ N(0, I), so that the negative 
 
 is one expression for every coordinate:
 
-- the twelve :data:`IDENTIFIED` parameters, u = ln theta, log-normal priors :data:`PRIORS`
+- the thirteen :data:`IDENTIFIED` parameters, u = ln theta, log-normal priors :data:`PRIORS`
   (the MAP is that of the log-parameters: no Jacobian);
 - ``beta_B``, ``beta_L``, ``beta_D``, ``beta_S``: meal delay of each route, min, ReplayBG's
   Uniform(0, 60) prior exactly, as beta = 60 Phi(u) with u ~ N(0, 1) (Phi the normal CDF);

@@ -15,8 +15,8 @@ eigenvalues are raised to at least :data:`MIN_EIGENVALUE`; in z the prior alone 
 the identity, so this floor caps a posterior SD at 1/sqrt(0.01) = 10 prior SDs rather than
 letting it go infinite. :attr:`TwinPosterior.regularised` records whether the floor was used.
 
-Coordinates: :func:`~glucotwin.twin.fit.coordinate_names` (the twelve identified parameters,
-three meal delays, ``G0``, ``sigma``, and one ``si_day_d`` per fitted day after the first).
+Coordinates: :func:`~glucotwin.twin.fit.coordinate_names` (the thirteen identified parameters,
+four meal delays, ``G0``, ``sigma``, and one ``si_day_d`` per fitted day after the first).
 When the fitter held sigma fixed its variance is zero.
 """
 
