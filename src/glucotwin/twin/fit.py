@@ -316,44 +316,60 @@ objective_hessian = jax.jit(jax.hessian(objective_loss, argnums=1))
 """The Hessian of the negative log posterior in z: ``objective_hessian(objective, z)``."""
 
 
+STALL_RTOL = 1e-12
+"""The loss counts as settled when it changes by less than this relative amount ..."""
+STALL_ITERATIONS = 5
+"""... on this many iterations in a row: where the posterior has kinks (the hypoglycaemia
+risk term, whole-minute steps of the meal delays) the gradient norm need not fall below
+``tol`` at the optimum, but the loss stops moving."""
+
+
 def _minimise(loss, z0: jax.Array, max_iter: int, tol: float):
-    """L-BFGS to a gradient norm below ``tol`` or ``max_iter`` iterations (optax's recipe)."""
+    """L-BFGS (optax's recipe) to a gradient norm below ``tol``, a settled loss
+    (:data:`STALL_RTOL`, :data:`STALL_ITERATIONS`) or ``max_iter`` iterations. Returns z, the
+    loss there, the iterations and whether it stopped before ``max_iter``."""
     optimiser = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(loss)
 
     def step(carry):
-        z, state = carry
+        z, state, previous, stalled = carry
         value, grad = value_and_grad(z, state=state)
         updates, state = optimiser.update(grad, state, z, value=value, grad=grad, value_fn=loss)
-        return optax.apply_updates(z, updates), state
+        small = jnp.abs(previous - value) <= STALL_RTOL * (1.0 + jnp.abs(value))
+        return optax.apply_updates(z, updates), state, value, jnp.where(small, stalled + 1, 0)
 
     def going(carry):
-        _, state = carry
+        _, state, _, stalled = carry
         count = otu.tree_get(state, "count")
         grad_norm = otu.tree_norm(otu.tree_get(state, "grad"))
-        return (count == 0) | ((count < max_iter) & (grad_norm >= tol))
+        settled = (grad_norm < tol) | (stalled >= STALL_ITERATIONS)
+        return (count == 0) | ((count < max_iter) & ~settled)
 
-    z, state = jax.lax.while_loop(going, step, (z0, optimiser.init(z0)))
-    return z, otu.tree_get(state, "value"), otu.tree_get(state, "count")
+    start = (z0, optimiser.init(z0), jnp.asarray(jnp.inf), jnp.asarray(0))
+    z, state, _, stalled = jax.lax.while_loop(going, step, start)
+    count = otu.tree_get(state, "count")
+    return z, otu.tree_get(state, "value"), count, stalled >= STALL_ITERATIONS
 
 
 class MapFit(NamedTuple):
     """What :func:`_fit_map` returns: the mode ``z``, the loss ``value`` there, L-BFGS
-    ``iterations``, the gradient norm ``grad_norm`` and the replayed CGM ``glucose``."""
+    ``iterations``, the gradient norm ``grad_norm``, whether the loss ``settled``
+    (:func:`_minimise`) and the replayed CGM ``glucose``."""
 
     z: jax.Array
     value: jax.Array
     iterations: jax.Array
     grad_norm: jax.Array
+    settled: jax.Array
     glucose: jax.Array
 
 
 @functools.partial(jax.jit, static_argnames=("max_iter", "tol"))
 def _fit_map(objective: TwinObjective, z0: jax.Array, max_iter: int, tol: float) -> MapFit:
     """The whole MAP fit as one compiled program (the objective's data are arguments)."""
-    z, value, count = _minimise(objective.loss, z0, max_iter, tol)
+    z, value, count, settled = _minimise(objective.loss, z0, max_iter, tol)
     grad_norm = jnp.linalg.norm(jax.grad(objective.loss)(z))
-    return MapFit(z, value, count, grad_norm, objective.replay(z)[0])
+    return MapFit(z, value, count, grad_norm, settled, objective.replay(z)[0])
 
 
 class TwinFitter:
@@ -369,8 +385,9 @@ class TwinFitter:
     MAP in standardised coordinates), ``values_`` (:class:`TwinValues` there), ``params_``
     (:class:`TwinParams`, SI of day 1), ``initial_glucose_mg_dl_``, ``noise_sd_mg_dl_``,
     ``fitted_glucose_mg_dl_`` (the replay, per minute), ``rmse_mg_dl_`` and ``mard_percent_``
-    (replay against the CGM readings), ``neg_log_posterior_``, ``iterations_``, ``converged_``,
-    ``seconds_`` (wall time of the fit, compilation included), ``grid_``.
+    (replay against the CGM readings), ``neg_log_posterior_``, ``iterations_``, ``converged_``
+    (gradient norm below ``tol`` or the loss settled), ``seconds_`` (wall time of the fit,
+    compilation included), ``grid_``.
     """
 
     def __init__(
@@ -440,7 +457,7 @@ class TwinFitter:
         self.noise_sd_mg_dl_ = float(self.values_.sigma_mg_dl)
         self.neg_log_posterior_ = float(best.value)
         self.iterations_ = int(best.iterations)
-        self.converged_ = bool(float(best.grad_norm) < self.tol)
+        self.converged_ = bool(float(best.grad_norm) < self.tol or bool(best.settled))
         self.grid_ = grid
         self.fitted_glucose_mg_dl_ = np.asarray(best.glucose)[: grid.minutes]
         error = self.fitted_glucose_mg_dl_[grid.cgm_minute] - grid.cgm_mg_dl
