@@ -63,7 +63,7 @@ class FilterState(NamedTuple):
 
     ``states``: :class:`TwinState` whose fields have shape (n_members,); ``log_si``
     (n_members,): log factor on the fitted SI; ``params``: the fitted :class:`TwinParams`
-    (scalars); ``meal_window``: the window (0 B, 1 L, 2 D) of the last predicted minute;
+    (scalars); ``meal_window``: the meal code (window and route) of the last predicted minute;
     ``key``: the JAX random key; ``glucose_noise_mg_dl``: q_G, mg/dL per square-root minute;
     ``interstitial_noise_mg_dl``: q_IG, the same for IG;
     ``log_si_noise``: q_SI per square-root day.
@@ -86,7 +86,7 @@ class Estimate(NamedTuple):
     ``insulin_on_board_u``: insulin in the subcutaneous compartments and plasma above the
     basal steady state under u2ss, U (bolus insulin not yet cleared; negative after a basal
     suspension); ``carbs_on_board_g``: carbs still in the stomach and gut compartments of
-    all windows, g (eaten, not yet absorbed); ``si``, ``si_sd``: insulin sensitivity of the
+    all routes, g (eaten, not yet absorbed); ``si``, ``si_sd``: insulin sensitivity of the
     current meal window, mL/(µU·min).
     """
 
@@ -160,8 +160,8 @@ def predict(fs: FilterState, carbs_g, insulin_u, minutes: int = 5, meal_window=0
     """Propagate every member over ``minutes`` (static under jit).
 
     ``carbs_g`` and ``insulin_u`` (basal and boluses) are per-minute amounts of shape
-    (minutes,), or scalars: totals spread evenly over the interval. ``meal_window`` (0 B,
-    1 L, 2 D) is a scalar or one value per minute. Process noise as in the module docstring.
+    (minutes,), or scalars: totals spread evenly over the interval. ``meal_window`` (meal
+    codes, :func:`~glucotwin.twin.model.meal_code`) is a scalar or one value per minute. Process noise as in the module docstring.
     """
     carbs = _per_minute(carbs_g, minutes)
     insulin = _per_minute(insulin_u, minutes)
