@@ -161,7 +161,8 @@ def predict(fs: FilterState, carbs_g, insulin_u, minutes: int = 5, meal_window=0
 
     ``carbs_g`` and ``insulin_u`` (basal and boluses) are per-minute amounts of shape
     (minutes,), or scalars: totals spread evenly over the interval. ``meal_window`` (meal
-    codes, :func:`~glucotwin.twin.model.meal_code`) is a scalar or one value per minute. Process noise as in the module docstring.
+    codes, :func:`~glucotwin.twin.model.meal_code`) is a scalar or one value per minute.
+    Process noise as in the module docstring.
     """
     carbs = _per_minute(carbs_g, minutes)
     insulin = _per_minute(insulin_u, minutes)
